@@ -1,0 +1,46 @@
+"""SAM 2 / 2.1 in plain PyTorch: loads Meta's official checkpoints and gives their masks.
+
+No ROS import anywhere in this package.
+"""
+
+from .build import build_sam2, resolve_device
+from .checkpoint import (
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    guess_config_name,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import CONFIGS, HieraConfig, SAM2Config, config_names, get_config
+from .image_predictor import ImagePrediction, SAM2ImagePredictor
+from .modeling import NO_OBJ_SCORE, HeadsOutput, ImageFeatures, SAM2Model
+from .prompts import Prompt, validate_prompt
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONFIGS",
+    "NO_OBJ_SCORE",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "HeadsOutput",
+    "HieraConfig",
+    "ImageFeatures",
+    "ImagePrediction",
+    "Prompt",
+    "SAM2Config",
+    "SAM2ImagePredictor",
+    "SAM2Model",
+    "build_sam2",
+    "config_names",
+    "get_config",
+    "guess_config_name",
+    "load_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+    "validate_prompt",
+]

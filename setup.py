@@ -1,0 +1,25 @@
+"""`pip install .` installs the pure-PyTorch `sam2_model` package (no ROS needed).
+
+The ROS 2 package (`sam2_ros`, its messages and launch files) is built with colcon from
+package.xml / CMakeLists.txt instead.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="sam2_model",
+    version="0.1.0",
+    description="SAM 2 / 2.1 in plain PyTorch, loading Meta's official checkpoints, with a streaming tracker",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["sam2_model", "sam2_model.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.1", "numpy>=1.24", "pillow>=9.1"],
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

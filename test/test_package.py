@@ -1,0 +1,112 @@
+"""The project's layout promises: sam2_model is pure PyTorch, `pip install .` ships it,
+and the colcon build installs the interfaces and both Python packages together."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ROS_MODULES = {
+    "rclpy",
+    "rosidl_runtime_py",
+    "sensor_msgs",
+    "std_msgs",
+    "geometry_msgs",
+    "builtin_interfaces",
+    "std_srvs",
+    "diagnostic_msgs",
+    "lifecycle_msgs",
+    "sam2_ros",
+    "launch",
+    "launch_ros",
+    "cv_bridge",
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_sam2_model_imports_nothing_from_ros():
+    files = sorted((ROOT / "sam2_model").rglob("*.py"))
+    assert len(files) > 10
+    offenders = {str(f.relative_to(ROOT)): sorted(_imports(f) & ROS_MODULES) for f in files}
+    assert {f: m for f, m in offenders.items() if m} == {}
+
+
+def test_sam2_model_imports_in_a_clean_interpreter_without_ros():
+    code = (
+        "import sys, sam2_model; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'rclpy', 'sensor_msgs', 'sam2_ros'}); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pip_wheel_contains_sam2_model_only(tmp_path):
+    # build from a copy of the sources so that setuptools' build/ and egg-info stay out of the repo
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", "build", "install", "log", ".git", "__pycache__"))
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sam2_model-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "sam2_model/__init__.py" in names
+    assert "sam2_model/modeling/hiera.py" in names
+    assert not any(n.startswith(("sam2_ros/", "test/")) for n in names)
+
+
+@pytest.mark.ros
+def test_colcon_install_space_has_interfaces_and_python_packages():
+    import sam2_model
+    import sam2_ros
+    from sam2_ros.msg import TrackedObject, TrackedObjectArray
+    from sam2_ros.srv import AddPrompt, RemoveObject
+
+    # both packages come from the install space (not the source tree)
+    assert "install" in Path(sam2_ros.__file__).parts
+    assert "install" in Path(sam2_model.__file__).parts
+    obj = TrackedObject()
+    assert list(obj.get_fields_and_field_types()) == [
+        "id",
+        "label",
+        "occluded",
+        "object_score",
+        "iou_score",
+        "bbox",
+        "area",
+        "mask",
+    ]
+    arr = TrackedObjectArray()
+    assert arr.get_fields_and_field_types()["objects"] == "sequence<sam2_ros/TrackedObject>"
+    req = AddPrompt.Request()
+    assert req.get_fields_and_field_types()["point_labels"] == "sequence<int8>"
+    assert set(AddPrompt.Response.get_fields_and_field_types()) == {"success", "message", "object"}
+    assert RemoveObject.Request.get_fields_and_field_types() == {"object_id": "int32"}
+
+
+def test_every_interface_field_is_commented():
+    for path in sorted((ROOT / "msg").glob("*.msg")) + sorted((ROOT / "srv").glob("*.srv")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() and not line.startswith("#") and line.strip() != "---":
+                assert lines[i - 1].startswith("#"), f"{path.name}: field {line!r} has no comment above it"
