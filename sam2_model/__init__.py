@@ -17,6 +17,7 @@ from .config import CONFIGS, HieraConfig, SAM2Config, config_names, get_config
 from .image_predictor import ImagePrediction, SAM2ImagePredictor
 from .modeling import NO_OBJ_SCORE, HeadsOutput, ImageFeatures, SAM2Model
 from .prompts import Prompt, validate_prompt
+from .tracker import FrameResult, ObjectResult, SAM2Tracker, TrackerOptions, TrackerStats
 
 __version__ = "0.1.0"
 
@@ -27,14 +28,19 @@ __all__ = [
     "CheckpointFormatError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
+    "FrameResult",
     "HeadsOutput",
     "HieraConfig",
     "ImageFeatures",
     "ImagePrediction",
+    "ObjectResult",
     "Prompt",
     "SAM2Config",
     "SAM2ImagePredictor",
     "SAM2Model",
+    "SAM2Tracker",
+    "TrackerOptions",
+    "TrackerStats",
     "build_sam2",
     "config_names",
     "get_config",

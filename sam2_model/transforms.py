@@ -37,7 +37,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def normalize_image(image: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     """``[S, S, 3]`` uint8 -> normalised ``[3, S, S]`` float32 on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    x = torch.tensor(image, device=device)  # a copy: the caller's array may be read-only
     x = (x.double() / 255.0).float().permute(2, 0, 1)  # HWC -> CHW; /255 in float64 like the loader
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device)[:, None, None]
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device)[:, None, None]

@@ -30,6 +30,33 @@ OFFICIAL_CONFIG_FILES = {
 PARITY_IMAGE_SIZE = 256
 
 
+def _unit_config():
+    from sam2_model import HieraConfig, SAM2Config
+
+    return SAM2Config(
+        name="unit",
+        trunk=HieraConfig(
+            embed_dim=16,
+            num_heads=1,
+            stages=(1, 1, 2, 1),
+            global_att_blocks=(3,),
+            window_spec=(4, 2, 4, 2),
+            window_pos_embed_bkg_size=(4, 4),
+        ),
+        image_size=128,
+        d_model=64,
+        mem_dim=16,
+        memory_attention_layers=2,
+        memory_attention_ffn_dim=128,
+        decoder_heads=4,
+        decoder_mlp_dim=128,
+    )
+
+
+# A tiny random configuration for fast CPU tests.
+UNIT = _unit_config()
+
+
 def build_official(name: str, image_size: int = 1024, seed: int = 0, perturb: float = 0.02):
     """The official ``SAM2VideoPredictor`` with random weights (fixed seed).
 
@@ -128,3 +155,37 @@ def object_score_bias(pair, value: float):
         with torch.no_grad():
             for h, s in zip(heads, saved):
                 h.layers[-1].bias.copy_(s)
+
+
+def moving_shapes_video(num_frames: int, h: int = 120, w: int = 160, seed: int = 0):
+    """Frames ``[H, W, 3]`` uint8 of three moving shapes on a textured background, and each
+    shape's mask per frame (dict id -> [H, W] bool)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    background = (rng.random((h, w, 3)) * 50 + 90).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    frames, masks = [], []
+    for t in range(num_frames):
+        img = background.copy()
+        m1 = (yy - 40 - t) ** 2 + (xx - 30 - 3 * t) ** 2 < 18**2  # disc moving right-down
+        m2 = (np.abs(yy - 85) < 14) & (np.abs(xx - 120 + 2 * t) < 22)  # box moving left
+        m3 = (np.abs(yy - 20 - 2 * t) + np.abs(xx - 110) < 16) & ~m1  # diamond moving down
+        for m, colour in ((m1, (230, 50, 40)), (m2, (40, 210, 70)), (m3, (50, 60, 230))):
+            img[m] = colour
+        frames.append(img)
+        masks.append({1: m1, 2: m2, 3: m3})
+    return frames, masks
+
+
+def unit_model(image_size: int = 128, seed: int = 0, score_bias: float = 3.0):
+    """A random model of the UNIT configuration (every weight perturbed, objects visible)."""
+    from sam2_model import SAM2Model
+
+    torch.manual_seed(seed)
+    model = SAM2Model(UNIT.replace(image_size=image_size)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(score_bias)
+    return model

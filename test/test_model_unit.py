@@ -5,35 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import UNIT
 
 from sam2_model import (
     CONFIGS,
-    HieraConfig,
-    SAM2Config,
     SAM2ImagePredictor,
     SAM2Model,
     config_names,
     get_config,
     validate_prompt,
-)
-
-UNIT = SAM2Config(
-    name="unit",
-    trunk=HieraConfig(
-        embed_dim=16,
-        num_heads=1,
-        stages=(1, 1, 2, 1),
-        global_att_blocks=(3,),
-        window_spec=(4, 2, 4, 2),
-        window_pos_embed_bkg_size=(4, 4),
-    ),
-    image_size=128,
-    d_model=64,
-    mem_dim=16,
-    memory_attention_layers=2,
-    memory_attention_ffn_dim=128,
-    decoder_heads=4,
-    decoder_mlp_dim=128,
 )
 
 
@@ -248,3 +228,34 @@ def test_validate_prompt_orders_box_corners_first():
     assert coords.tolist() == [[1, 2], [3, 4], [5, 6]]
     assert labels.tolist() == [2, 3, 0]
     assert p.num_points == 3
+
+
+# ---------------------------------------------------------------- CPU fast paths = plain math
+@torch.inference_mode()
+def test_cpu_fast_paths_equal_the_plain_computation():
+    from sam2_model.modeling.memory_attention import MemoryAttention
+
+    torch.manual_seed(0)
+    attn = MemoryAttention(d_model=64, mem_dim=16, num_layers=2, dim_feedforward=128, dropout=0.0, rope_theta=1e4)
+    for p in attn.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    gen = torch.Generator().manual_seed(1)
+    curr = torch.randn(1, 64, 64, generator=gen).expand(3, -1, -1)  # one frame, three objects
+    curr_pos = torch.randn(1, 64, 64, generator=gen).expand(3, -1, -1)
+    memory = torch.randn(3, 2 * 64 + 8, 16, generator=gen)
+    memory_pos = torch.randn(3, 2 * 64 + 8, 16, generator=gen)
+    fast = attn.eval()(curr, curr_pos, memory, memory_pos, 8)  # shared self-attention, per-object chunks
+    attn.cpu_object_chunk = None
+    wide = attn(curr, curr_pos, memory, memory_pos, 8)
+    plain = attn.train()(curr.contiguous(), curr_pos.contiguous(), memory, memory_pos, 8)  # dropout 0: plain path
+    attn.eval()
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(wide, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_rowwise_chunks_give_the_same_rows():
+    from sam2_model.modeling.common import rowwise
+
+    lin = torch.nn.Linear(8, 5)
+    x = torch.randn(3, 1500, 8)
+    torch.testing.assert_close(rowwise(lin, x, chunk=256), lin(x), rtol=0, atol=1e-6)

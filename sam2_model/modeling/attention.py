@@ -62,37 +62,43 @@ class Attention(nn.Module):
         return self._attend(q, k, v)
 
 
-@lru_cache(maxsize=16)
-def _rope_cached(dim: int, side: int, theta: float, device: str) -> tuple[Tensor, Tensor]:
+@lru_cache(maxsize=32)
+def _rope_cached(dim: int, side: int, theta: float, device: str, repeat: int) -> tuple[Tensor, Tensor]:
     dev = torch.device(device)
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=dev)[: dim // 4].float() / dim))  # [dim/4]
     t = torch.arange(side * side, dtype=torch.float32, device=dev)
     t_x, t_y = t % side, torch.div(t, side, rounding_mode="floor")  # column, row of each token
     angles = torch.cat((torch.outer(t_x, freqs), torch.outer(t_y, freqs)), dim=-1)  # [N, dim/2]
-    return angles.cos(), angles.sin()
+    # each angle applies to a channel pair: one value per channel; repeated for stacked frames
+    cos = angles.cos().repeat_interleave(2, dim=-1).repeat(repeat, 1)  # [repeat*N, dim]
+    sin = angles.sin().repeat_interleave(2, dim=-1).repeat(repeat, 1)
+    return cos, sin
 
 
-def axial_rope_tables(dim: int, num_tokens: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos and sin tables ``[N, dim/2]`` of 2-D axial RoPE on a square grid of N tokens.
+def axial_rope_tables(
+    dim: int, num_tokens: int, theta: float, device: torch.device, repeat: int = 1
+) -> tuple[Tensor, Tensor]:
+    """cos and sin tables ``[repeat * N, dim]`` of 2-D axial RoPE on a square grid of N tokens.
 
-    The first half of the rotated pairs turns with the column index, the second half with
-    the row index. Cached per size and device.
+    Channel pairs ``(2i, 2i+1)`` share an angle: the first half of the pairs turns with the
+    column index, the second half with the row index. ``repeat`` stacks the table for
+    several frames of the same grid. Cached per size and device.
     """
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
         raise ValueError(f"RoPE expects a square token grid, got {num_tokens} tokens")
-    return _rope_cached(dim, side, float(theta), str(device))
+    return _rope_cached(dim, side, float(theta), str(device), repeat)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate consecutive channel pairs of ``x [..., N, dim]`` by the tables ``[N, dim/2]``.
+    """Rotate consecutive channel pairs of ``x [..., N, dim]`` by the tables ``[N, dim]``.
 
-    Computed in fp32 and returned in ``x``'s dtype.
+    ``(a, b) -> (a cos - b sin, a sin + b cos)``; computed in fp32, returned in ``x``'s dtype.
     """
-    xf = x.float().reshape(*x.shape[:-1], -1, 2)  # [..., N, dim/2, 2]
-    real, imag = xf[..., 0], xf[..., 1]
-    out = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return out.flatten(-2).type_as(x)
+    xf = x.float()
+    pairs = xf.reshape(*xf.shape[:-1], -1, 2)
+    turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (a, b) -> (-b, a)
+    return (xf * cos + turned * sin).type_as(x)
 
 
 class RoPEAttention(Attention):
@@ -129,7 +135,7 @@ class RoPEAttention(Attention):
         if n_rope > 0:
             if n_rope != n_q and not self.rope_k_repeat:
                 raise ValueError("keys and queries differ in length but rope_k_repeat is off")
-            repeat = n_rope // n_q
-            k_rot = apply_rope(k[:, :, :n_rope], cos.repeat(repeat, 1), sin.repeat(repeat, 1))
+            k_cos, k_sin = axial_rope_tables(q.shape[-1], n_q, self.rope_theta, q.device, n_rope // n_q)
+            k_rot = apply_rope(k[:, :, :n_rope], k_cos, k_sin)
             k = torch.cat((k_rot, k[:, :, n_rope:]), dim=2) if num_k_exclude_rope else k_rot
         return self._attend(q, k, v)

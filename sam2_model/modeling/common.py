@@ -5,13 +5,31 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MLP", "LayerNorm2d", "sine_position_encoding_1d", "sine_position_encoding_2d"]
+__all__ = ["MLP", "LayerNorm2d", "rowwise", "sine_position_encoding_1d", "sine_position_encoding_2d"]
+
+# On the CPU, row-wise layers over many tokens run faster in row chunks: their wide
+# intermediates then stay in cache (measured 2.3x on Hiera's stride-4 MLP at 512 px).
+CPU_ROW_CHUNK = 1024
+
+
+def rowwise(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int = CPU_ROW_CHUNK) -> Tensor:
+    """``fn`` applied to ``x [..., C]`` whose rows are independent, in row chunks on the CPU.
+
+    Same result as ``fn(x)``; on other devices (or for few rows) it is ``fn(x)``.
+    """
+    rows = x.numel() // max(x.shape[-1], 1)
+    if x.device.type != "cpu" or rows <= 2 * chunk:
+        return fn(x)
+    flat = x.reshape(rows, x.shape[-1])
+    out = torch.cat([fn(part) for part in flat.split(chunk)])
+    return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 class MLP(nn.Module):
@@ -41,6 +59,9 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[..., in_dim] -> [..., out_dim]``."""
+        return rowwise(self._forward, x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)

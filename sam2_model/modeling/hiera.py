@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import HieraConfig
-from .common import MLP
+from .common import MLP, rowwise
 
 __all__ = ["Hiera", "window_partition", "window_unpartition"]
 
@@ -81,7 +81,7 @@ class MultiScaleAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[B, H, W, C] -> [B, H', W', C_out]`` (``H' = H / q_stride`` when pooling)."""
         b, h, w, _ = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1)  # B, HW, 3, n, c
+        qkv = rowwise(self.qkv, x).reshape(b, h * w, 3, self.num_heads, -1)  # B, HW, 3, n, c
         q, k, v = qkv.unbind(2)  # each B, HW, n, c
         if self.q_stride is not None:
             q = _pool(q.reshape(b, h, w, -1), self.q_stride)  # B, H', W', (n c)

@@ -104,7 +104,11 @@ class MemoryEncoder(nn.Module):
         if not skip_mask_sigmoid:
             masks = torch.sigmoid(masks)
         masks = self.mask_downsampler(masks)
-        x = self.pix_feat_proj(pix_feat.to(masks.device)) + masks
+        pix_feat = pix_feat.to(masks.device)
+        if pix_feat.shape[0] > 1 and pix_feat.stride(0) == 0:  # one frame for every object
+            x = self.pix_feat_proj(pix_feat[:1]) + masks
+        else:
+            x = self.pix_feat_proj(pix_feat) + masks
         x = self.out_proj(self.fuser(x))
         b, _, h, w = x.shape
         pos = sine_position_encoding_2d(h, w, self.out_dim, x.device).to(x.dtype)[None].expand(b, -1, -1, -1)

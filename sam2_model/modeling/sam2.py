@@ -306,7 +306,8 @@ class SAM2Model(nn.Module):
 
         Args:
             pointers: ``[B, K, C]``.
-            temporal_offsets: ``[K]`` frames between each pointer's frame and the current one.
+            temporal_offsets: ``[K]`` or ``[B, K]`` frames between each pointer's frame and
+                the current one.
             max_pointers: the most pointers attended to (offsets are divided by it - 1).
         Returns:
             tokens and their encoding, ``[B, K * C / C_mem, C_mem]`` each.
@@ -315,10 +316,11 @@ class SAM2Model(nn.Module):
         b, k, d = pointers.shape
         split = d // c.mem_dim
         if c.add_tpos_enc_to_obj_ptrs:
-            norm = temporal_offsets.to(pointers.device) / max(max_pointers - 1, 1)
+            offsets = temporal_offsets.to(pointers.device).expand(b, k)
+            norm = offsets.reshape(-1) / max(max_pointers - 1, 1)
             tpos_dim = d if c.proj_tpos_enc_in_obj_ptrs else c.mem_dim
-            pos = self.obj_ptr_tpos_proj(sine_position_encoding_1d(norm, tpos_dim))  # [K, C_mem]
-            pos = pos[None].expand(b, -1, -1)
+            pos = self.obj_ptr_tpos_proj(sine_position_encoding_1d(norm, tpos_dim))  # [B*K, C_mem]
+            pos = pos.reshape(b, k, c.mem_dim)
         else:
             pos = pointers.new_zeros(b, k, c.mem_dim)
         tokens = pointers.reshape(b, k * split, c.mem_dim)  # B,K,(s Cm) -> B,(K s),Cm

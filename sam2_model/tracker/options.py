@@ -1,0 +1,53 @@
+"""Options of the streaming tracker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+__all__ = ["PRECISIONS", "TrackerOptions"]
+
+# precision name -> autocast dtype (None: plain fp32)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """How the tracker runs. Defaults follow the official video predictor where it matters
+    for masks (memory layout, bf16 memory storage, hole filling, no overlap constraint)."""
+
+    history_frames: int = 60  # past frames kept so prompts can refer to them (>= 8)
+    max_objects: int = 32  # most objects tracked at once
+    max_conditioning_frames: int = 16  # prompted frames kept per object (first + most recent)
+    fill_hole_area: int = 8  # fill background holes up to this many low-res pixels (0: off)
+    non_overlap_masks: bool = False  # each pixel goes to the highest-scoring object only
+    add_all_frames_to_correct_as_cond: bool = False  # corrected frames become prompted frames
+    device: str | None = None  # run on this device ("cpu", "cuda", "auto"); None: the model's
+    precision: str = "fp32"  # "fp32", or autocast "bf16" / "fp16"
+    memory_dtype: torch.dtype = torch.bfloat16  # storage of encoded memories (official: bf16)
+    max_object_pointers: int = 16  # pointers attended to (the official: min(video length, 16))
+    batch_objects: bool = True  # one batched pass for objects with equal memory sizes (False: one by one)
+
+    def __post_init__(self) -> None:
+        if self.history_frames < 8:
+            raise ValueError("history_frames: must be >= 8 (corrections re-encode up to 7 past frames)")
+        if self.max_objects < 1:
+            raise ValueError("max_objects: must be >= 1")
+        if self.max_conditioning_frames < 2:
+            raise ValueError("max_conditioning_frames: must be >= 2 (the first and the latest)")
+        if self.fill_hole_area < 0:
+            raise ValueError("fill_hole_area: must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.max_object_pointers < 2:
+            raise ValueError("max_object_pointers: must be >= 2")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: object) -> TrackerOptions:
+        """Options from keyword arguments; an unknown name is a ``TypeError`` listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown tracker option(s) {unknown}; known: {sorted(known)}")
+        return cls(**kwargs)  # type: ignore[arg-type]

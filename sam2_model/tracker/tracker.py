@@ -1,0 +1,306 @@
+"""SAM2Tracker: SAM 2's video tracking on a live stream, one frame at a time.
+
+Each object has its own memory bank (prompted frames, the 6 latest frames' memories, the
+pointers of the last 15 frames); objects whose memories have the same shape are tracked in
+one batch. A bounded history buffer keeps recent frames and per-frame outputs so a prompt
+may refer to any buffered frame: the object is then re-tracked up to the latest frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from ..build import resolve_device
+from ..modeling.sam2 import ImageFeatures, SAM2Model
+from ..prompts import validate_image, validate_prompt
+from ..transforms import normalize_image
+from .memory import memory_context_frames
+from .options import PRECISIONS, TrackerOptions
+from .results import FrameResult, ObjectResult, ObjectStats, TrackerStats
+from .state import BufferedFrame, CondMemory, FrameOutput, HistoryBuffer, ObjectState
+from .steps import apply_prompt, encode_memories, frame_results, track_objects
+
+__all__ = ["SAM2Tracker"]
+
+
+class SAM2Tracker:
+    """Promptable multi-object tracking on a stream of frames.
+
+    Example::
+
+        tracker = SAM2Tracker(build_sam2("sam2.1_hiera_tiny", ckpt), device="auto")
+        tracker.track(first_frame)
+        tracker.add_prompt(1, points=[[320, 240]], labels=[1])   # on the latest frame
+        for frame in camera:
+            result = tracker.track(frame)                        # FrameResult
+            result.objects[1].mask, result.objects[1].bbox
+
+    Args:
+        model: a :class:`SAM2Model` (moved to ``device`` when that option is given).
+        **options: see :class:`TrackerOptions`.
+    """
+
+    def __init__(self, model: SAM2Model, **options: object) -> None:
+        self.options = TrackerOptions.from_kwargs(**options)
+        if self.options.device is not None:
+            model = model.to(resolve_device(self.options.device))
+        self.model = model.eval()
+        self._lock = threading.RLock()
+        self._objects: dict[int, ObjectState] = {}
+        self._history = HistoryBuffer(self.options.history_frames)
+        self._frames_processed = 0
+        self._cache: tuple[int, ImageFeatures] | None = None  # the latest frame's features
+
+    # ---------------------------------------------------------------- public API
+    @property
+    def object_ids(self) -> list[int]:
+        """Ids of the tracked objects, increasing."""
+        return sorted(self._objects)
+
+    @property
+    def frame_index(self) -> int:
+        """Index of the latest processed frame (-1 before the first)."""
+        return self._frames_processed - 1
+
+    @property
+    def oldest_frame_index(self) -> int:
+        """Index of the oldest frame in the history buffer (-1 when empty)."""
+        return self._history.oldest
+
+    @torch.inference_mode()
+    def track(self, image: np.ndarray) -> FrameResult:
+        """Process the next frame (RGB ``[H, W, 3]`` uint8) and return every object on it."""
+        image = validate_image(image)
+        with self._lock, self._autocast():
+            t = self._frames_processed
+            frame = BufferedFrame.store(t, image, self.model.image_size)
+            feats = self._encode(frame)
+            objs = list(self._objects.values())
+            outputs = track_objects(self.model, self.options, feats, objs, t) if objs else {}
+            memories = encode_memories(self.model, self.options, feats, list(outputs.values()))
+            # commit
+            self._history.append(frame)
+            self._cache = (t, feats)
+            self._frames_processed += 1
+            for (obj_id, out), mem in zip(outputs.items(), memories):
+                obj = self._objects[obj_id]
+                obj.outputs[t] = out
+                obj.memories[t] = mem
+                self._prune(obj)
+            return FrameResult(t, frame_results(self.options, t, frame.image_hw, outputs))
+
+    @torch.inference_mode()
+    def add_prompt(
+        self,
+        obj_id: int,
+        points: ArrayLike | None = None,
+        labels: ArrayLike | None = None,
+        box: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
+        frame_index: int | None = None,
+        clear_previous: bool = False,
+    ) -> ObjectResult:
+        """Start or refine an object with clicks, a box and/or a mask on a processed frame.
+
+        Args:
+            obj_id: a new id starts an object; an existing id refines it.
+            points, labels: clicks ``[N, 2]`` (x, y) in pixels and their labels (1 / 0).
+            box: ``(x0, y0, x1, y1)`` in pixels.
+            mask: ``[H, W]`` mask (non-zero on the object).
+            frame_index: the frame the prompt refers to; ``None``: the latest. An older
+                frame must still be in the history buffer; the object is then re-tracked
+                up to the latest frame.
+            clear_previous: drop the object's earlier prompts on that frame first.
+        Returns:
+            the object's :class:`ObjectResult` on that frame.
+        Raises:
+            ValueError: naming the bad argument; the tracker is then unchanged.
+        """
+        with self._lock:
+            obj_id, p, frame = self._check_prompt_target(obj_id, frame_index)
+            prompt = validate_prompt(frame.image_hw, points, labels, box, mask)
+            if not isinstance(clear_previous, (bool, np.bool_)):
+                raise ValueError(f"clear_previous: expected a bool, got {clear_previous!r}")
+            existing = self._objects.get(obj_id)
+            if existing is None and len(self._objects) >= self.options.max_objects:
+                raise ValueError(f"obj_id: already tracking max_objects={self.options.max_objects} objects")
+            work = existing.copy() if existing is not None else ObjectState(obj_id)
+            self._check_context(work, p)
+            with self._autocast():
+                feats = self._features(p)
+                if p in work.outputs and not work.outputs[p].is_cond:  # a correction needs memory
+                    self._rebuild_memories(work, memory_context_frames(p, self.model.config.num_maskmem))
+                out = apply_prompt(
+                    self.model, self.options, work, p, feats, prompt, frame.image_hw, bool(clear_previous)
+                )
+                (mem,) = encode_memories(self.model, self.options, feats, [out])
+                self._store(work, p, out, mem)
+                self._retrack(work, p + 1, self._history.latest)
+            self._prune(work)
+            self._objects[obj_id] = work  # commit
+            others = {i: o.outputs[p] for i, o in self._objects.items() if p in o.outputs}
+            return frame_results(self.options, p, frame.image_hw, others)[obj_id]
+
+    def remove_object(self, obj_id: int) -> None:
+        """Stop tracking an object and free its memory."""
+        with self._lock:
+            if obj_id not in self._objects:
+                raise ValueError(f"obj_id: no object {obj_id!r}; tracked ids: {self.object_ids}")
+            del self._objects[obj_id]
+
+    def reset(self) -> None:
+        """Forget every object and frame; the next frame is frame 0 again."""
+        with self._lock:
+            self._objects.clear()
+            self._history.clear()
+            self._frames_processed = 0
+            self._cache = None
+
+    def stats(self) -> TrackerStats:
+        """Objects, frames and bytes held in the memory banks and the history buffer."""
+        with self._lock:
+            latest, window = self.frame_index, self.options.max_object_pointers - 1
+            per_object = {}
+            for obj_id, o in sorted(self._objects.items()):
+                per_object[obj_id] = ObjectStats(
+                    conditioning_frames=len(o.cond),
+                    recent_memories=len(o.memories),
+                    recent_pointers=o.recent_pointers(latest, window),
+                    history_outputs=sum(out.raw_logits is not None for out in o.outputs.values()),
+                    memory_bank_bytes=o.memory_bank_bytes(latest, window),
+                    history_bytes=o.history_bytes(latest, window),
+                )
+            cache_bytes = self._cache[1].nbytes() if self._cache is not None else 0
+            return TrackerStats(
+                objects=len(self._objects),
+                frames_processed=self._frames_processed,
+                history_frames=len(self._history),
+                history_frame_bytes=self._history.nbytes,
+                feature_cache_bytes=cache_bytes,
+                per_object=per_object,
+            )
+
+    # ---------------------------------------------------------------- internals
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = PRECISIONS[self.options.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.model.device.type, dtype=dtype)
+
+    def _encode(self, frame: BufferedFrame) -> ImageFeatures:
+        x = normalize_image(frame.model_pixels(self.model.image_size), self.model.device)[None]
+        return self.model.encode_image(x)
+
+    def _features(self, t: int) -> ImageFeatures:
+        if self._cache is not None and self._cache[0] == t:
+            return self._cache[1]
+        frame = self._history.get(t)
+        if frame is None:  # guarded by the callers' checks
+            raise RuntimeError(f"frame {t} is not buffered")
+        return self._encode(frame)
+
+    def _check_prompt_target(self, obj_id: object, frame_index: object) -> tuple[int, int, BufferedFrame]:
+        if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or obj_id < 0:
+            raise ValueError(f"obj_id: expected a non-negative integer, got {obj_id!r}")
+        if len(self._history) == 0:
+            raise ValueError("frame_index: no frame has been processed yet; call track() first")
+        if frame_index is None:
+            p = self._history.latest
+        elif isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
+            raise ValueError(f"frame_index: expected an integer or None, got {frame_index!r}")
+        else:
+            p = int(frame_index)
+        frame = self._history.get(p)
+        if frame is None:
+            raise ValueError(
+                f"frame_index: frame {p} is not in the history buffer (it holds frames "
+                f"{self._history.oldest}..{self._history.latest}; history_frames={self.options.history_frames})"
+            )
+        return int(obj_id), p, frame
+
+    def _needs_memory(self, obj: ObjectState, f: int) -> bool:
+        out = obj.outputs.get(f)
+        return out is not None and not out.is_cond and f not in obj.memories
+
+    def _check_context(self, obj: ObjectState, p: int) -> None:
+        """A prompt on frame p needs the memories of up to 6 earlier frames: they must be
+        rebuildable from the history buffer."""
+        missing = [
+            f
+            for f in memory_context_frames(p, self.model.config.num_maskmem)
+            if self._needs_memory(obj, f) and (obj.outputs[f].raw_logits is None or self._history.get(f) is None)
+        ]
+        if missing:
+            first_ok = self._history.oldest + self.model.config.num_maskmem - 1
+            raise ValueError(
+                f"frame_index: frame {p} is too old to prompt object {obj.obj_id} on: its memory needs "
+                f"frame {missing[0]}, older than the history buffer (oldest {self._history.oldest}); "
+                f"use frames {first_ok}..{self._history.latest}"
+            )
+
+    def _rebuild_memories(self, obj: ObjectState, frames: range | list[int]) -> None:
+        """Re-encode pruned memories of unprompted frames from the history buffer."""
+        for f in frames:
+            if self._needs_memory(obj, f):
+                out = obj.outputs[f]
+                (obj.memories[f],) = encode_memories(self.model, self.options, self._features(f), [out])
+
+    def _store(self, obj: ObjectState, t: int, out: FrameOutput, memory: torch.Tensor) -> None:
+        obj.outputs[t] = out
+        if out.is_cond:
+            obj.cond[t] = CondMemory(memory, out.obj_ptr)
+            obj.memories.pop(t, None)
+            self._limit_cond(obj)
+        else:
+            obj.cond.pop(t, None)
+            obj.memories[t] = memory
+
+    def _limit_cond(self, obj: ObjectState) -> None:
+        """Keep the first and the most recent prompted frames; an evicted one still in the
+        memory window becomes an ordinary memory."""
+        while len(obj.cond) > self.options.max_conditioning_frames:
+            frames = sorted(obj.cond)
+            drop = frames[1]
+            cond = obj.cond.pop(drop)
+            out = obj.outputs.get(drop)
+            if out is not None:
+                obj.outputs[drop] = replace(out, is_cond=False)
+                obj.memories[drop] = cond.memory
+
+    def _retrack(self, obj: ObjectState, start: int, end: int) -> None:
+        """Track one object again over buffered frames ``start..end`` (after a past prompt)."""
+        for t in range(start, end + 1):
+            out = obj.outputs.get(t)
+            if out is not None and out.prompted:
+                continue  # prompted frames keep their answer
+            self._rebuild_memories(obj, memory_context_frames(t, self.model.config.num_maskmem))
+            feats = self._features(t)
+            new = track_objects(self.model, self.options, feats, [obj], t)[obj.obj_id]
+            (mem,) = encode_memories(self.model, self.options, feats, [new])
+            self._store(obj, t, new, mem)
+            for f in [f for f in obj.memories if f < t - self.model.config.num_maskmem + 1]:
+                del obj.memories[f]
+
+    def _prune(self, obj: ObjectState) -> None:
+        """Bound the object's state: 6 recent memories; outputs with logits for buffered
+        frames; pointer-only outputs for the 15 frames before."""
+        latest, oldest = self._history.latest, self._history.oldest
+        for f in [f for f in obj.memories if f <= latest - (self.model.config.num_maskmem - 1)]:
+            del obj.memories[f]
+        keep_from = oldest - (self.options.max_object_pointers - 1)
+        for f, out in list(obj.outputs.items()):
+            if f < keep_from or (f < oldest and out.is_cond):
+                del obj.outputs[f]
+            elif f < oldest and out.raw_logits is not None:
+                obj.outputs[f] = out.pointer_only()
+
+    def iter_objects(self) -> Iterator[ObjectState]:
+        """The objects' states (read-only use: tests and diagnostics)."""
+        return iter(list(self._objects.values()))
