@@ -1,0 +1,101 @@
+"""The node's parameters, declared in one place (no ROS import: the node turns these specs
+into declared parameters with descriptors; tests check them against config/tracker.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+__all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default, description and constraints."""
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    read_only: bool = True  # fixed once the node is configured
+    int_range: tuple[int, int, int] | None = None  # (from, to, step)
+    float_range: tuple[float, float, float] | None = None  # (from, to, step); step 0 = any
+    choices: tuple[str, ...] = ()  # allowed string values (checked by the node)
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "model_config",
+        "sam2.1_hiera_tiny",
+        "SAM 2 configuration: sam2.1_hiera_{tiny,small,base_plus,large} or sam2_hiera_*",
+    ),
+    ParamSpec("checkpoint", "", "Path of the model's checkpoint (.pt, the official format)"),
+    ParamSpec("allow_random_weights", False, "Run with random weights when no checkpoint is set (tests only)"),
+    ParamSpec("device", "auto", "auto (CUDA when present), cpu, cuda or cuda:N"),
+    ParamSpec(
+        "precision",
+        "auto",
+        "auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    ),
+    ParamSpec("image_size", 1024, "Model input size in pixels (multiple of 32)", int_range=(64, 2048, 32)),
+    ParamSpec("max_objects", 32, "Most objects tracked at once", int_range=(1, 255, 1)),
+    ParamSpec("history_frames", 60, "Past frames a prompt can refer to (by stamp)", int_range=(8, 1000, 1)),
+    ParamSpec("max_conditioning_frames", 16, "Prompted frames kept per object", int_range=(2, 256, 1)),
+    ParamSpec(
+        "fill_hole_area",
+        8,
+        "Fill background holes up to this many low-res pixels (0: off)",
+        read_only=False,
+        int_range=(0, 1024, 1),
+    ),
+    ParamSpec("non_overlap_masks", False, "Give each pixel to the highest-scoring object only", read_only=False),
+    ParamSpec(
+        "qos_reliability",
+        "best_effort",
+        "Reliability of the image subscription: best_effort (sensor data) or reliable",
+        choices=("best_effort", "reliable"),
+    ),
+    ParamSpec("publish_overlay", True, "Render ~/overlay when someone subscribes to it", read_only=False),
+    ParamSpec(
+        "prompt_timeout",
+        30.0,
+        "Seconds a prompt service call waits for the tracker",
+        read_only=False,
+        float_range=(0.1, 600.0, 0.0),
+    ),
+)
+
+# Parameters that may change while the node runs.
+RUNTIME_PARAMS = frozenset(p.name for p in PARAMS if not p.read_only)
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Typed view of the parameter values (their defaults live in :data:`PARAMS` only)."""
+
+    model_config: str
+    checkpoint: str
+    allow_random_weights: bool
+    device: str
+    precision: str
+    image_size: int
+    max_objects: int
+    history_frames: int
+    max_conditioning_frames: int
+    fill_hole_area: int
+    non_overlap_masks: bool
+    qos_reliability: str
+    publish_overlay: bool
+    prompt_timeout: float
+
+    @classmethod
+    def from_values(cls, values: dict[str, object]) -> NodeParams:
+        """Values by name; missing ones take their :data:`PARAMS` default."""
+        defaults = {p.name: p.default for p in PARAMS}
+        return cls(**{f.name: values.get(f.name, defaults[f.name]) for f in fields(cls)})
+
+    def validate(self) -> None:
+        """Check string choices; ``ValueError`` names the parameter."""
+        for spec in PARAMS:
+            value = getattr(self, spec.name)
+            if spec.choices and value not in spec.choices:
+                raise ValueError(f"parameter {spec.name}: {value!r} is not one of {', '.join(spec.choices)}")

@@ -1,0 +1,373 @@
+"""The ``sam2_tracker`` lifecycle node: parameters, QoS, publishers, services, lifecycle.
+
+All logic lives in plain-Python modules (``worker``, ``image_codec``, ``overlay``,
+``conversions``); this file only wires them to ROS 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from sam2_model import CheckpointError, FrameResult, SAM2Tracker, build_sam2, resolve_device
+
+from .conversions import (
+    array_to_image,
+    diagnostics,
+    image_to_rgb,
+    mask_from_msg,
+    stamp_to_ns,
+    tracked_object,
+    tracked_object_array,
+)
+from .image_codec import label_image
+from .msg import TrackedObjectArray
+from .overlay import render_overlay
+from .params import PARAMS, RUNTIME_PARAMS, NodeParams
+from .srv import AddPrompt, RemoveObject
+from .worker import MAX_OBJECT_ID, FrameJob, PromptOutcome, PromptRequest, TrackerWorker
+
+NODE_NAME = "sam2_tracker"
+NO_CHECKPOINT_HELP = (
+    "no checkpoint configured. Download an official SAM 2.1 checkpoint (e.g. sam2.1_hiera_tiny.pt from "
+    "https://github.com/facebookresearch/sam2, 'Download Checkpoints') and set checkpoint:=/path/to/file.pt "
+    "(with model_config:=sam2.1_hiera_tiny matching it); for tests only, allow_random_weights:=true runs "
+    "with random weights"
+)
+
+
+class TrackerNode(LifecycleNode):
+    """Tracks prompted objects on ``image`` and publishes ``~/objects``, ``~/mask``,
+    ``~/overlay`` and ``/diagnostics``; prompts come through ``~/add_prompt`` and ``~/click``."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.declare_parameter(
+            "autostart",
+            True,
+            ParameterDescriptor(description="main() configures and activates the node", read_only=True),
+        )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._params: NodeParams | None = None
+        self._worker: TrackerWorker | None = None
+        self._device = ""
+        self._subs: list = []
+        self._pubs: dict[str, object] = {}
+        self._prompt_services: list = []
+        self._timer = None
+        self._frame_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
+        self._logged_problems: set[str] = set()
+        self._frames_skipped = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            params = NodeParams.from_values({s.name: self.get_parameter(s.name).value for s in PARAMS})
+            params.validate()
+            if not params.checkpoint and not params.allow_random_weights:
+                raise ValueError(NO_CHECKPOINT_HELP)
+            device = resolve_device(params.device)
+            precision = (
+                params.precision if params.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+            )
+            start = time.monotonic()
+            model = build_sam2(
+                params.model_config, params.checkpoint or None, device=device, image_size=params.image_size
+            )
+            tracker = SAM2Tracker(
+                model,
+                history_frames=params.history_frames,
+                max_objects=params.max_objects,
+                max_conditioning_frames=params.max_conditioning_frames,
+                fill_hole_area=params.fill_hole_area,
+                non_overlap_masks=params.non_overlap_masks,
+                precision=precision,
+            )
+        except (CheckpointError, ValueError) as err:
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self._params = params
+        self._device = f"{device} ({precision})"
+        self._worker = TrackerWorker(tracker, self._publish_frame, self.get_logger().warning)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._pubs = {
+            "objects": self.create_publisher(TrackedObjectArray, "~/objects", reliable),
+            "mask": self.create_publisher(Image, "~/mask", qos_profile_sensor_data),
+            "overlay": self.create_publisher(Image, "~/overlay", qos_profile_sensor_data),
+            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", reliable),
+        }
+        group = self._service_group
+        self._prompt_services = [
+            self.create_service(AddPrompt, "~/add_prompt", self._on_add_prompt, callback_group=group),
+            self.create_service(RemoveObject, "~/remove_object", self._on_remove_object, callback_group=group),
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=group),
+        ]
+        mode = "random weights" if not params.checkpoint else params.checkpoint
+        self.get_logger().info(
+            f"{params.model_config} ({mode}) loaded on {self._device} at {params.image_size}px "
+            f"in {time.monotonic() - start:.1f} s"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        params = self._params
+        qos = QoSProfile(
+            depth=qos_profile_sensor_data.depth,
+            history=qos_profile_sensor_data.history,
+            reliability=ReliabilityPolicy.RELIABLE
+            if params.qos_reliability == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT,
+        )
+        self._subs = [
+            self.create_subscription(Image, "image", self._on_image, qos, callback_group=self._frame_group),
+            self.create_subscription(PointStamped, "~/click", self._on_click, 10, callback_group=self._service_group),
+        ]
+        self._worker.start()
+        self._timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f"active: tracking on '{self.resolve_topic_name('image')}'")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        self._worker.stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop the inference thread (it finishes its frame) and release the model."""
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self._release()
+
+    def _release(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        for srv in self._prompt_services:
+            self.destroy_service(srv)
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._prompt_services, self._pubs = [], {}
+
+    # ------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, changes: list) -> SetParametersResult:
+        for p in changes:
+            spec = next((s for s in PARAMS if s.name == p.name), None)
+            if spec is not None and spec.choices and p.value not in spec.choices:
+                return SetParametersResult(successful=False, reason=f"{p.name}: must be one of {spec.choices}")
+        worker = self._worker
+        if worker is not None and self._params is not None:
+            updates = {p.name: p.value for p in changes if p.name in RUNTIME_PARAMS}
+            self._params = dataclasses.replace(self._params, **updates)
+            options = {k: v for k, v in updates.items() if k in ("fill_hole_area", "non_overlap_masks")}
+            if options:
+                worker.tracker.options = dataclasses.replace(worker.tracker.options, **options)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, msg: Image) -> None:
+        received = time.monotonic()
+        try:
+            rgb = image_to_rgb(msg)
+        except ValueError as err:
+            self._frames_skipped += 1
+            problem = f"{err} (encoding {msg.encoding!r}, {msg.width}x{msg.height}, step {msg.step})"
+            if problem not in self._logged_problems:  # once per kind of bad frame
+                self._logged_problems.add(problem)
+                self.get_logger().warning(f"frame skipped: {problem}; logged once")
+            return
+        worker = self._worker
+        if worker is not None:
+            worker.submit_frame(FrameJob(rgb, stamp_to_ns(msg.header.stamp), msg.header, received))
+
+    def _on_click(self, msg: PointStamped) -> None:
+        worker = self._worker
+        if worker is None:
+            return
+        request = PromptRequest(
+            obj_id=None,
+            stamp_ns=stamp_to_ns(msg.header.stamp),
+            points=np.array([[msg.point.x, msg.point.y]], dtype=np.float64),
+            labels=np.array([1]),
+        )
+        worker.add_prompt(request).add_done_callback(self._log_click)
+
+    def _log_click(self, fut) -> None:
+        outcome: PromptOutcome = fut.result()
+        log = self.get_logger().info if outcome.success else self.get_logger().warning
+        log(f"click: {outcome.message}")
+
+    # ------------------------------------------------------------------ services
+    def _wait(self, fut) -> PromptOutcome:
+        timeout = self._params.prompt_timeout if self._params is not None else 30.0
+        try:
+            return fut.result(timeout=timeout)
+        except TimeoutError:
+            return PromptOutcome(False, f"timed out after {timeout:.1f} s waiting for the tracker")
+
+    def _on_add_prompt(self, req: AddPrompt.Request, resp: AddPrompt.Response) -> AddPrompt.Response:
+        worker = self._worker
+        if worker is None:
+            resp.success, resp.message = False, "the node is not configured"
+            return resp
+        try:
+            request = _prompt_request(req)
+        except ValueError as err:
+            resp.success, resp.message = False, str(err)
+            return resp
+        outcome = self._wait(worker.add_prompt(request))
+        resp.success, resp.message = outcome.success, outcome.message
+        if outcome.success and outcome.result is not None:
+            resp.object = tracked_object(outcome.result, outcome.label, outcome.header)
+        return resp
+
+    def _on_remove_object(self, req: RemoveObject.Request, resp: RemoveObject.Response) -> RemoveObject.Response:
+        if self._worker is None:
+            resp.success, resp.message = False, "the node is not configured"
+            return resp
+        outcome = self._wait(self._worker.remove_object(int(req.object_id)))
+        resp.success, resp.message = outcome.success, outcome.message
+        return resp
+
+    def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        if self._worker is None:
+            resp.success, resp.message = False, "the node is not configured"
+            return resp
+        outcome = self._wait(self._worker.reset())
+        resp.success, resp.message = outcome.success, outcome.message
+        return resp
+
+    # ------------------------------------------------------------------ outputs
+    def _publish_frame(self, job: FrameJob, result: FrameResult) -> None:
+        """Called in the inference thread for every processed frame."""
+        worker, header = self._worker, job.header
+        labels = {i: worker.label(i) for i in result.objects} if worker is not None else {}
+        objects = [tracked_object(r, labels.get(i, ""), header) for i, r in result.objects.items()]
+        latency_ms = (time.monotonic() - job.received) * 1e3
+        self._pubs["objects"].publish(tracked_object_array(header, result.frame_index, latency_ms, objects))
+        hw = job.image.shape[:2]
+        masks = {i: r.mask for i, r in result.objects.items()}
+        self._pubs["mask"].publish(array_to_image(label_image(masks, hw), "mono8", header))
+        overlay = self._pubs["overlay"]
+        if self._params.publish_overlay and overlay.get_subscription_count() > 0:
+            overlay.publish(array_to_image(render_overlay(job.image, result.objects, labels), "rgb8", header))
+
+    def _publish_diagnostics(self) -> None:
+        worker = self._worker
+        if worker is None or "diagnostics" not in self._pubs:
+            return
+        s = worker.stats
+        values = {
+            "rate_hz": f"{s.rate_hz:.2f}",
+            "latency_ms": f"{s.last_latency_ms:.1f}",
+            "frames_received": s.frames_received,
+            "frames_processed": s.frames_processed,
+            "frames_dropped": s.frames_dropped,
+            "frames_skipped": self._frames_skipped,
+            "frames_failed": s.frames_failed,
+            "objects": len(worker.tracker.object_ids),
+            "device": self._device,
+            "model": self._params.model_config,
+        }
+        level = DiagnosticStatus.OK if s.frames_failed == 0 else DiagnosticStatus.WARN
+        header = Header(stamp=self.get_clock().now().to_msg())
+        msg = diagnostics(header, f"{self.get_name()}: tracking", self._device, level, "tracking", values)
+        self._pubs["diagnostics"].publish(msg)
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.int_range is not None:
+        lo, hi, step = spec.int_range
+        desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
+    if spec.float_range is not None:
+        lo, hi, step = spec.float_range
+        desc.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=step)]
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    return desc
+
+
+def _prompt_request(req: AddPrompt.Request) -> PromptRequest:
+    """Check the request's own fields; image-dependent checks happen in the tracker."""
+    if not 1 <= req.object_id <= MAX_OBJECT_ID:
+        raise ValueError(f"object_id: must be in 1..{MAX_OBJECT_ID}, got {req.object_id}")
+    points = np.array([[p.x, p.y] for p in req.points], dtype=np.float64).reshape(-1, 2)
+    labels = np.array(list(req.point_labels), dtype=np.int64)
+    box = None
+    if req.box.width > 0 or req.box.height > 0:
+        if req.box.width == 0 or req.box.height == 0:
+            raise ValueError(f"box: width and height must both be positive, got {req.box.width}x{req.box.height}")
+        x, y = req.box.x_offset, req.box.y_offset
+        box = [float(x), float(y), float(x + req.box.width - 1), float(y + req.box.height - 1)]
+    mask = None
+    if req.mask.width or req.mask.height or len(req.mask.data):
+        # its size is checked against the prompted frame by the tracker
+        mask = mask_from_msg(req.mask, (req.mask.height, req.mask.width))
+    return PromptRequest(
+        obj_id=int(req.object_id),
+        stamp_ns=stamp_to_ns(req.stamp),
+        label=req.label,
+        points=points if len(points) else None,
+        labels=labels if len(labels) or len(points) else None,
+        box=box,
+        mask=mask,
+        clear_previous=bool(req.clear_previous),
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the node; it configures and activates itself unless ``autostart:=false``."""
+    rclpy.init(args=args)
+    node = TrackerNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    if node.get_parameter("autostart").value:
+        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+        else:
+            node.get_logger().error(
+                "staying unconfigured: fix the parameters and restart, or configure through ~/change_state"
+            )
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()  # join the inference thread before the process exits
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

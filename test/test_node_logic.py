@@ -1,0 +1,243 @@
+"""The node's plain-Python parts (no ROS transport): image/mask codecs, the inference
+worker with a real tracker, the overlay, and the parameter specs vs config/tracker.yaml."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import moving_shapes_video, unit_model
+
+from sam2_model import SAM2Tracker
+from sam2_ros.image_codec import box_from_roi, crop_mask, decode_image, decode_mask, label_image, roi_from_bbox
+from sam2_ros.overlay import object_colour, render_overlay
+from sam2_ros.params import PARAMS, NodeParams
+from sam2_ros.worker import FrameJob, PromptRequest, TrackerWorker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- image codec
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_decode_image_encodings_with_padded_rows(encoding):
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    if encoding == "mono8":
+        pixels, rgb = rgb[:, :, :1], np.repeat(rgb[:, :, :1], 3, axis=2)
+    else:
+        order = {"rgb8": [0, 1, 2], "bgr8": [2, 1, 0], "rgba8": [0, 1, 2], "bgra8": [2, 1, 0]}[encoding]
+        pixels = rgb[:, :, order]
+        if encoding.endswith("a8"):
+            pixels = np.concatenate((pixels, np.full((5, 7, 1), 9, np.uint8)), axis=2)
+    c = pixels.shape[2]
+    step = 7 * c + 3  # padded rows are valid
+    data = np.zeros((5, step), np.uint8)
+    data[:, : 7 * c] = pixels.reshape(5, -1)
+    assert np.array_equal(decode_image(encoding, 5, 7, step, data.tobytes()), rgb)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("yuv422", 2, 2, 4, bytes(8)), "image: unsupported encoding 'yuv422'"),
+        (("rgb8", 0, 4, 12, b""), "image: empty image"),
+        (("rgb8", 2, 4, 10, bytes(20)), "image: step 10 is smaller than width\\*channels = 12"),
+        (("rgb8", 2, 4, 12, bytes(23)), "image: data has 23 bytes, expected step\\*height = 24"),
+    ],
+)
+def test_decode_image_errors_name_the_field(args, message):
+    with pytest.raises(ValueError, match=message):
+        decode_image(*args)
+
+
+def test_decode_mask():
+    data = np.array([[0, 7, 0], [255, 0, 0]], np.uint8)
+    assert decode_mask("mono8", 2, 3, 3, data.tobytes(), (2, 3)).tolist() == [
+        [False, True, False],
+        [True, False, False],
+    ]
+    with pytest.raises(ValueError, match="mask: expected encoding mono8, got 'rgb8'"):
+        decode_mask("rgb8", 2, 3, 9, bytes(18), (2, 3))
+    with pytest.raises(ValueError, match="mask: size 3x2 differs from the frame's 4x2"):
+        decode_mask("mono8", 2, 3, 3, bytes(6), (2, 4))
+
+
+def test_masks_boxes_and_label_image():
+    a = np.zeros((6, 8), bool)
+    a[1:3, 2:5] = True
+    b = np.zeros((6, 8), bool)
+    b[2:5, 4:7] = True
+    labels = label_image({3: a, 7: b}, (6, 8))
+    assert labels[1, 2] == 3 and labels[4, 6] == 7 and labels[2, 4] == 7  # overlap: higher id
+    assert labels[0, 0] == 0 and labels.dtype == np.uint8
+    crop = crop_mask(a, (2, 1, 4, 2))
+    assert crop.shape == (2, 3) and np.all(crop == 255)
+    assert crop_mask(a, None).shape == (0, 0)
+    assert roi_from_bbox((2, 1, 4, 2)) == (2, 1, 3, 2) and roi_from_bbox(None) == (0, 0, 0, 0)
+    assert box_from_roi(2, 1, 3, 2, (6, 8)) == [2.0, 1.0, 4.0, 2.0]  # round trip
+    with pytest.raises(ValueError, match=r"box: region .* outside the 8x6 image"):
+        box_from_roi(6, 1, 3, 2, (6, 8))
+
+
+# ---------------------------------------------------------------- worker
+@pytest.fixture(scope="module")
+def video():
+    return moving_shapes_video(30, 60, 80, seed=3)
+
+
+def _worker(published):
+    tracker = SAM2Tracker(unit_model(), history_frames=10)
+    return TrackerWorker(tracker, lambda job, result: published.append((job, result)), lambda msg: None)
+
+
+def _wait_for(condition, timeout=20.0):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
+
+
+def test_worker_keeps_only_the_newest_frame(video):
+    frames, _ = video
+    published = []
+    worker = _worker(published)
+    for t in range(10):  # queued before the thread starts: only the last one is tracked
+        worker.submit_frame(FrameJob(frames[t], t + 1, f"h{t}", time.monotonic()))
+    worker.start()
+    _wait_for(lambda: len(published) == 1)
+    time.sleep(0.1)
+    worker.stop()
+    assert [job.header for job, _ in published] == ["h9"]
+    assert worker.stats.frames_received == 10 and worker.stats.frames_dropped == 9
+
+
+def test_worker_prompts_by_stamp_between_frames(video):
+    frames, _ = video
+    published = []
+    worker = _worker(published)
+    worker.start()
+    try:
+        for t in range(4):
+            worker.submit_frame(FrameJob(frames[t], 1000 + t, f"h{t}", time.monotonic()))
+            _wait_for(lambda t=t: len(published) == t + 1)
+        out = worker.add_prompt(
+            PromptRequest(obj_id=4, stamp_ns=0, points=np.array([[15, 20]]), labels=np.array([1]), label="cup")
+        ).result(10)
+        assert out.success and out.result.frame_index == 3 and out.header == "h3" and out.label == "cup"
+        past = worker.add_prompt(PromptRequest(obj_id=5, stamp_ns=1001, box=[40, 30, 70, 55])).result(10)
+        assert past.success and past.result.frame_index == 1 and past.header == "h1"
+        worker.submit_frame(FrameJob(frames[4], 1004, "h4", time.monotonic()))
+        _wait_for(lambda: len(published) == 5)
+        assert sorted(published[-1][1].objects) == [4, 5] and worker.label(4) == "cup"
+        unknown = worker.add_prompt(
+            PromptRequest(obj_id=6, stamp_ns=5, points=np.array([[1, 1]]), labels=np.array([1]))
+        ).result(10)
+        assert not unknown.success
+        assert "stamp: no buffered frame has stamp 0.000000005" in unknown.message
+        assert "the oldest is 0.000 s older than the latest" in unknown.message
+        clicked = worker.add_prompt(
+            PromptRequest(obj_id=None, stamp_ns=0, points=np.array([[60, 40]]), labels=np.array([1]))
+        ).result(10)
+        assert clicked.success and clicked.result.obj_id == 1  # the smallest free id
+        bad = worker.add_prompt(
+            PromptRequest(obj_id=4, stamp_ns=0, points=np.array([[1, 1]]), labels=np.array([1, 0]))
+        ).result(10)
+        assert not bad.success and bad.message.startswith("point_labels: got 2 labels for 1 points")
+        assert not worker.remove_object(9).result(10).success
+        assert worker.remove_object(5).result(10).success
+        assert worker.reset().result(10).success and worker.tracker.object_ids == []
+    finally:
+        worker.stop()
+    assert not worker.add_prompt(PromptRequest(obj_id=1, stamp_ns=0)).result(1).success  # stopped
+
+
+def test_worker_survives_a_failing_publisher(video):
+    frames, _ = video
+    errors = []
+
+    def publish(job, result):
+        raise RuntimeError("broken publisher")
+
+    worker = TrackerWorker(SAM2Tracker(unit_model()), publish, errors.append)
+    worker.start()
+    for t in range(3):
+        worker.submit_frame(FrameJob(frames[t], t + 1, None, time.monotonic()))
+        _wait_for(lambda t=t: worker.stats.frames_processed == t + 1)
+    worker.stop()
+    assert len(errors) == 3 and "broken publisher" in errors[0]
+
+
+def test_worker_answers_prompts_while_frames_flood(video):
+    frames, _ = video
+    published = []
+    worker = _worker(published)
+    worker.start()
+    stop = threading.Event()
+
+    def flood():
+        t = 0
+        while not stop.is_set():
+            worker.submit_frame(FrameJob(frames[t % 30], 10 + t, None, time.monotonic()))
+            t += 1
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+        _wait_for(lambda: len(published) >= 2)
+        out = worker.add_prompt(
+            PromptRequest(obj_id=1, stamp_ns=0, points=np.array([[15, 20]]), labels=np.array([1]))
+        ).result(10)
+        assert out.success
+    finally:
+        stop.set()
+        thread.join()
+        worker.stop()
+    assert worker.stats.frames_dropped > 0
+
+
+# ---------------------------------------------------------------- overlay
+def test_overlay_draws_masks_boxes_and_occlusion(video):
+    frames, _ = video
+    tracker = SAM2Tracker(unit_model())
+    tracker.track(frames[0])
+    tracker.add_prompt(2, points=[[15, 20]], labels=[1])
+    result = tracker.track(frames[1])
+    o = result.objects[2]
+    image = np.full((60, 80, 3), 100, np.uint8)
+    out = render_overlay(image, result.objects, {2: "cup"})
+    assert out.shape == image.shape and out.dtype == np.uint8
+    x0, y0, x1, y1 = o.bbox
+    yy, xx = np.mgrid[:60, :80]
+    interior = o.mask & (xx >= x0 + 3) & (xx <= x1 - 3) & (yy >= y0 + 14) & (yy <= y1 - 3)  # off box and text
+    assert interior.any()
+    expected = (0.5 * 100 + 0.5 * np.array(object_colour(2))).astype(np.uint8)
+    assert np.abs(out[interior].astype(int) - expected).max() <= 1  # tinted
+    near = (yy >= y0 - 14) & (yy <= y1 + 2) & (xx >= x0 - 2) & (xx <= max(x1, x0 + 40) + 2)
+    untouched = ~o.mask & ~near
+    assert np.array_equal(out[untouched], image[untouched])  # nothing drawn elsewhere
+    assert tuple(out[y1, (x0 + x1) // 2]) == object_colour(2)  # the box's bottom edge
+    occluded = type(o)(**{**o.__dict__, "occluded": True, "bbox": None, "area": 0, "mask": np.zeros_like(o.mask)})
+    out = render_overlay(image, {2: occluded}, {2: "cup"})
+    corner, background = out[:14].reshape(-1, 3).astype(int), 100
+    text = corner[np.any(corner != background, axis=1)]  # antialiased text in the object's colour
+    assert len(text) > 10
+    assert text[:, 0].mean() > background > text[:, 2].mean()  # colour 2 is (255, 225, 25)
+    assert np.array_equal(out[14:], image[14:])
+
+
+# ---------------------------------------------------------------- parameters
+def test_params_yaml_matches_the_declared_defaults():
+    data = yaml.safe_load((ROOT / "config" / "tracker.yaml").read_text())
+    (values,) = [v["ros__parameters"] for v in data.values()]
+    assert values == {p.name: p.default for p in PARAMS}
+    params = NodeParams.from_values(values)
+    params.validate()
+    with pytest.raises(ValueError, match="parameter precision: 'fp64'"):
+        NodeParams.from_values({"precision": "fp64"}).validate()
+    model_params = {"model_config", "checkpoint", "device", "image_size", "precision"}
+    assert all(p.read_only for p in PARAMS if p.name in model_params)
+    assert next(p for p in PARAMS if p.name == "fill_hole_area").int_range == (0, 1024, 1)

@@ -1,0 +1,342 @@
+"""The tracker node as a user's planner sees it: its own process, real ROS 2 transport.
+
+A tiny random-weight SAM 2.1 checkpoint (object-score head shifted so objects are visible)
+at 128 px on CPU keeps the node fast enough for these checks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from conftest import moving_shapes_video
+from ros_helpers import NodeProcess, RosClient
+
+from sam2_model import build_sam2, save_checkpoint
+
+pytestmark = pytest.mark.ros
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Point, PointStamped  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from sam2_ros.msg import TrackedObjectArray  # noqa: E402
+from sam2_ros.srv import AddPrompt, RemoveObject  # noqa: E402
+
+H, W = 96, 128
+NS = "/sam2_tracker"
+
+
+@pytest.fixture(scope="session")
+def visible_checkpoint(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    model = build_sam2("sam2.1_hiera_tiny")
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.add_(10.0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_visible.pt"
+    save_checkpoint(model, path)
+    return path
+
+
+def node_params(checkpoint, **extra):
+    params = {
+        "checkpoint": str(checkpoint),
+        "model_config": "sam2.1_hiera_tiny",
+        "image_size": 128,
+        "device": "cpu",
+        "history_frames": 30,
+    }
+    params.update(extra)
+    return params
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, visible_checkpoint):
+    proc = NodeProcess(tmp_path_factory.mktemp("node"), node_params(visible_checkpoint))
+    proc.wait_log("active: tracking")
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    c = RosClient()
+    c.subscribe(f"{NS}/objects", TrackedObjectArray)
+    c.subscribe_sensor(f"{NS}/mask", Image)
+    c.subscribe("/diagnostics", DiagnosticArray)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return moving_shapes_video(40, H, W, seed=4)[0]
+
+
+class Session:
+    """Lockstep helpers: publish a frame and wait for its results."""
+
+    def __init__(self, client, frames, start_ns):
+        self.client, self.frames, self.t, self.stamp0 = client, frames, 0, start_ns
+        self.objects = client.received[f"{NS}/objects"]
+        self.masks = client.received[f"{NS}/mask"]
+
+    def stamp(self, t):
+        return self.stamp0 + t * 50_000_000
+
+    def feed(self, n=1):
+        out = []
+        for _ in range(n):
+            stamp = self.stamp(self.t)
+            self.client.publish_image("/camera/image", self.frames[self.t % len(self.frames)], stamp)
+            self.client.wait_for(lambda s=stamp: self.result_for(s) is not None, what=f"results of stamp {stamp}")
+            out.append(self.result_for(stamp))
+            self.t += 1
+        return out
+
+    def result_for(self, stamp):
+        for m in reversed(list(self.objects)):
+            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp:
+                return m
+        return None
+
+    def mask_for(self, stamp):
+        for m in reversed(list(self.masks)):
+            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp:
+                return m
+        return None
+
+
+_SESSIONS = [0]
+
+
+@pytest.fixture
+def session(client, frames):
+    resp = client.call(Trigger, f"{NS}/reset", Trigger.Request())
+    assert resp.success, resp.message
+    _SESSIONS[0] += 1
+    return Session(client, frames, start_ns=_SESSIONS[0] * 1_000_000_000_000)
+
+
+def click_request(obj_id, x, y, label=1, stamp_ns=0, text=""):
+    req = AddPrompt.Request(object_id=obj_id, label=text)
+    req.points = [Point(x=float(x), y=float(y), z=0.0)]
+    req.point_labels = [label]
+    req.stamp.sec, req.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return req
+
+
+def full_mask(obj) -> np.ndarray:
+    """The object's mask at the frame's size from its cropped mono8 mask."""
+    mask = np.zeros((H, W), bool)
+    if obj.area:
+        b, m = obj.bbox, obj.mask
+        crop = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]
+        mask[b.y_offset : b.y_offset + b.height, b.x_offset : b.x_offset + b.width] = crop == 255
+    return mask
+
+
+def test_objects_appear_with_consistent_fields(client, session):
+    session.feed(3)
+    resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40, text="disc"))
+    assert resp.success, resp.message
+    assert resp.object.id == 1 and resp.object.label == "disc" and resp.object.area > 0
+    box = AddPrompt.Request(object_id=2, label="block")
+    box.box = RegionOfInterest(x_offset=90, y_offset=70, width=40 - 2, height=25)
+    box.stamp.sec, box.stamp.nanosec = divmod(session.stamp(1), 1_000_000_000)  # a past frame
+    resp = client.call(AddPrompt, f"{NS}/add_prompt", box)
+    assert resp.success, resp.message
+    results = session.feed(5)
+    indices = [m.frame_index for m in results]
+    assert indices == sorted(indices) and len(set(indices)) == 5
+    for k, msg in enumerate(results):
+        stamp = session.stamp(3 + k)
+        assert msg.header.frame_id == "camera" and msg.latency_ms > 0
+        assert [o.id for o in msg.objects] == [1, 2] and [o.label for o in msg.objects] == ["disc", "block"]
+        labels_msg = session.mask_for(stamp)
+        assert labels_msg is not None and labels_msg.encoding == "mono8"
+        assert (labels_msg.height, labels_msg.width) == (H, W) and labels_msg.header.stamp == msg.header.stamp
+        labels = np.frombuffer(bytes(labels_msg.data), np.uint8).reshape(H, W)
+        masks = {o.id: full_mask(o) for o in msg.objects}
+        for o in msg.objects:
+            assert 0.0 <= o.object_score <= 1.0 and 0.0 <= o.iou_score <= 1.5
+            assert o.occluded == (o.object_score <= 0.5)
+            mask = masks[o.id]
+            assert mask.sum() == o.area > 0
+            ys, xs = np.nonzero(mask)  # bbox is the mask's tight extent
+            assert (o.bbox.x_offset, o.bbox.y_offset) == (xs.min(), ys.min())
+            assert (o.bbox.width, o.bbox.height) == (xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+            assert o.mask.encoding == "mono8" and o.mask.header.stamp == msg.header.stamp
+            # the label image: the object's id exactly on its mask, except where a higher id overlaps
+            higher = np.zeros((H, W), bool)
+            for other in msg.objects:
+                if other.id > o.id:
+                    higher |= masks[other.id]
+            assert np.array_equal(labels == o.id, mask & ~higher)
+
+
+def test_remove_and_reset(client, session):
+    session.feed(2)
+    for obj_id, x in ((1, 30), (2, 100)):
+        assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(obj_id, x, 40)).success
+    resp = client.call(RemoveObject, f"{NS}/remove_object", RemoveObject.Request(object_id=1))
+    assert resp.success, resp.message
+    assert [o.id for o in session.feed()[0].objects] == [2]
+    assert client.call(Trigger, f"{NS}/reset", Trigger.Request()).success
+    session.t = 0
+    msg = session.feed()[0]
+    assert msg.objects == [] and msg.frame_index == 0  # the frame count restarted
+
+
+def test_prompt_by_stamp_and_unknown_stamp(client, session):
+    session.feed(4)
+    resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(3, 30, 40, stamp_ns=session.stamp(1)))
+    assert resp.success and "from frame 1" in resp.message
+    resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(4, 30, 40, stamp_ns=session.stamp(1) + 7))
+    assert not resp.success
+    assert resp.message.startswith("stamp: no buffered frame has stamp")
+    assert "the oldest is 0.150 s older than the latest" in resp.message
+
+
+def test_click_topic_starts_a_new_object(client, session):
+    session.feed(2)
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 100, 40)).success
+    click = PointStamped()
+    click.header.stamp.sec, click.header.stamp.nanosec = divmod(session.stamp(1), 1_000_000_000)
+    click.point.x, click.point.y = 30.0, 40.0
+    client.publish(f"{NS}/click", click)
+    client.wait_for(lambda: [o.id for o in session.feed()[0].objects] == [1, 2], timeout=20, what="clicked object")
+
+
+def test_overlay_when_subscribed(client, session):
+    overlay = client.subscribe_sensor(f"{NS}/overlay", Image)
+    session.feed(1)
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40, text="disc")).success
+    for _ in range(50):  # the subscription takes a moment to be matched
+        session.feed()
+        if overlay:
+            break
+    assert overlay, "no overlay received"
+    msg = overlay[-1]
+    assert msg.encoding == "rgb8" and (msg.height, msg.width) == (H, W) and msg.header.frame_id == "camera"
+    pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(H, W, 3)
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    frame = session.frames[(stamp - session.stamp0) // 50_000_000 % len(session.frames)]
+    assert not np.array_equal(pixels, frame)  # masks and boxes drawn on the input
+
+
+BAD_PROMPTS = {
+    "object_id 0": (lambda s: click_request(0, 10, 10), "object_id:"),
+    "object_id 256": (lambda s: click_request(256, 10, 10), "object_id:"),
+    "labels length": (lambda s: _with(click_request(1, 10, 10), point_labels=[1, 0]), "point_labels:"),
+    "label 3": (lambda s: click_request(1, 10, 10, label=3), "point_labels:"),
+    "NaN point": (lambda s: click_request(1, math.nan, 10), "points:"),
+    "point outside": (lambda s: click_request(1, 500, 10), "points:"),
+    "box outside": (
+        lambda s: _with(
+            AddPrompt.Request(object_id=1), box=RegionOfInterest(x_offset=100, y_offset=0, width=60, height=10)
+        ),
+        "box:",
+    ),
+    "mask size": (lambda s: _with(AddPrompt.Request(object_id=1), mask=_mono(10, 10)), "mask:"),
+    "mask encoding": (lambda s: _with(AddPrompt.Request(object_id=1), mask=_mono(H, W, "rgb8")), "mask:"),
+    "unknown stamp": (lambda s: click_request(1, 10, 10, stamp_ns=123), "stamp:"),
+    "nothing": (lambda s: AddPrompt.Request(object_id=1), "prompt:"),
+}
+
+
+def _with(req, **fields):
+    for k, v in fields.items():
+        setattr(req, k, v)
+    return req
+
+
+def _mono(h, w, encoding="mono8"):
+    c = 3 if encoding == "rgb8" else 1
+    return Image(height=h, width=w, encoding=encoding, step=w * c, data=bytes(h * w * c))
+
+
+def test_bad_prompts_are_refused_and_the_node_keeps_running(client, session, node):
+    session.feed(2)
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40)).success
+    for name, (make, field) in BAD_PROMPTS.items():
+        resp = client.call(AddPrompt, f"{NS}/add_prompt", make(session))
+        assert not resp.success, name
+        assert resp.message.startswith(field), f"{name}: {resp.message}"
+    resp = client.call(RemoveObject, f"{NS}/remove_object", RemoveObject.Request(object_id=77))
+    assert not resp.success and resp.message.startswith("object_id: no object 77")
+    assert node.alive()
+    assert [o.id for o in session.feed()[0].objects] == [1]
+
+
+def test_bad_images_are_skipped_and_logged_once(client, session, node):
+    session.feed(1)
+    bad = [
+        Image(height=4, width=4, encoding="yuv422", step=8, data=bytes(32)),
+        Image(height=0, width=0, encoding="rgb8", step=0, data=b""),
+        Image(height=4, width=4, encoding="rgb8", step=10, data=bytes(40)),  # step < width*3
+        Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(40)),  # data size
+    ]
+    for _ in range(2):  # each kind twice: still logged once
+        for k, img in enumerate(bad):
+            img.header.stamp.sec = 77 + k
+            client.publish("/camera/image", img)
+    session.feed(1)  # a good frame after them is tracked
+    log = node.log()
+    for needle in ("unsupported encoding 'yuv422'", "empty image", "step 10 is smaller", "data has 40 bytes"):
+        assert log.count(needle) == 1, f"{needle!r} logged {log.count(needle)} times"
+    assert all(m.header.stamp.sec not in (77, 78, 79, 80) for m in session.objects)
+    assert node.alive()
+
+
+def test_parameters_read_only_and_ranges(client):
+    def set_param(name, value):
+        v = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=v)])
+        return client.call(SetParameters, f"{NS}/set_parameters", req).results[0]
+
+    assert not set_param("image_size", 256).successful  # a model parameter: read-only
+    assert not set_param("fill_hole_area", 5000).successful  # out of its range
+    assert set_param("fill_hole_area", 4).successful
+
+
+def test_a_flood_of_frames_leaves_no_backlog(client, session, node):
+    session.feed(1)
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40)).success
+    before = len(session.objects)
+    stamps = []
+    for k in range(200):  # 100 Hz
+        stamp = session.stamp(1000 + k)
+        client.publish_image("/camera/image", session.frames[k % len(session.frames)], stamp)
+        stamps.append(stamp)
+        time.sleep(0.01)
+    last_count, quiet_since = len(session.objects), time.monotonic()
+    while time.monotonic() - quiet_since < 1.5:  # wait until the node is idle again
+        time.sleep(0.1)
+        if len(session.objects) != last_count:
+            last_count, quiet_since = len(session.objects), time.monotonic()
+    processed = list(session.objects)[before:]
+    assert node.alive()
+    assert 0 < len(processed) < 200  # frames were dropped, not queued
+    last = processed[-1].header.stamp.sec * 1_000_000_000 + processed[-1].header.stamp.nanosec
+    assert last in stamps[-3:]  # the newest frame wins: no backlog
+    diag = client.received["/diagnostics"]
+    client.wait_for(lambda: diag and _diag_value(diag[-1], "frames_dropped") > 0, timeout=5, what="diagnostics")
+    status = diag[-1].status[0]
+    assert {kv.key for kv in status.values} >= {"rate_hz", "latency_ms", "frames_dropped", "objects", "device"}
+    assert "cpu" in _diag_text(diag[-1], "device")
+
+
+def _diag_text(msg, key):
+    return next(kv.value for kv in msg.status[0].values if kv.key == key)
+
+
+def _diag_value(msg, key):
+    return float(_diag_text(msg, key))
