@@ -90,13 +90,27 @@ class RosClient:
         self._lock = threading.Lock()
         self.received: dict[str, list] = {}
         self._pubs: dict[str, object] = {}
+        self._subs: dict[str, object] = {}
 
     def subscribe(self, topic: str, msg_type: type, qos: object = 10) -> list:
         """Record every message on ``topic``; returns the (live) list."""
         with self._lock:
             self.received[topic] = []
-        self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._record(t, m), qos)
+        self._subs[topic] = self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._record(t, m), qos)
         return self.received[topic]
+
+    def wait_publishers(self, topic: str, timeout: float = 30.0) -> None:
+        """Wait until the subscription on ``topic`` is matched with a publisher (discovery is
+        asynchronous: a message published before that is lost to this client)."""
+        sub = self._subs[topic]
+        self.wait_for(lambda: sub.get_publisher_count() > 0, timeout, f"a publisher on {topic}")
+
+    def wait_subscribers(self, topic: str, msg_type: type = Image, timeout: float = 30.0) -> None:
+        """Create the publisher on ``topic`` if needed and wait until a subscriber is matched."""
+        if topic not in self._pubs:
+            self._pubs[topic] = self.node.create_publisher(msg_type, topic, 10)
+        pub = self._pubs[topic]
+        self.wait_for(lambda: pub.get_subscription_count() > 0, timeout, f"a subscriber on {topic}")
 
     def subscribe_sensor(self, topic: str, msg_type: type) -> list:
         return self.subscribe(topic, msg_type, qos_profile_sensor_data)

@@ -71,6 +71,9 @@ def client(node):
     c.subscribe(f"{NS}/objects", TrackedObjectArray)
     c.subscribe_sensor(f"{NS}/mask", Image)
     c.subscribe("/diagnostics", DiagnosticArray)
+    for topic in (f"{NS}/objects", f"{NS}/mask", "/diagnostics"):
+        c.wait_publishers(topic)
+    c.wait_subscribers("/camera/image")
     yield c
     c.close()
 
