@@ -1,11 +1,14 @@
 # sam2_ros: `make test` sets everything up (first run: a few minutes) and runs the suite.
-.PHONY: setup test lint format clean
+.PHONY: setup test demo lint format clean
 
 setup:
 	@bash scripts/setup.sh
 
 test: setup
 	@bash scripts/test.sh
+
+demo: setup
+	@bash -c 'source scripts/env.sh && install/sam2_ros/lib/sam2_ros/sam2_demo --out demo_out'
 
 lint: setup
 	@bash -c 'source scripts/env.sh && ruff format --check . && ruff check .'

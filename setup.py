@@ -18,6 +18,7 @@ setup(
     packages=find_packages(include=["sam2_model", "sam2_model.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.1", "numpy>=1.24", "pillow>=9.1"],
+    entry_points={"console_scripts": ["sam2-train = sam2_model.training.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

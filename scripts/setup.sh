@@ -68,6 +68,8 @@ if [ ! -f "$STAMP_FILE" ] || [ "$(cat "$STAMP_FILE")" != "$STAMP" ]; then
   # The official SAM 2 package is a test-only reference: installed without its
   # dependencies (it asks for torchvision, which the video predictor path does not use).
   pip_install --no-deps "sam2==1.1.0"
+  # Test-only reference J&F (it asks for opencv-python; opencv-python-headless serves it).
+  pip_install --no-deps "vos-benchmark==0.1.0"
   if [ "$ROS_MODE" = wheels ]; then
     log "installing ROS 2 wheels and colcon"
     pip_install "${ROS_WHEELS[@]}" "${COLCON[@]}"

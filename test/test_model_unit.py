@@ -15,6 +15,7 @@ from sam2_model import (
     get_config,
     validate_prompt,
 )
+from sam2_model.config import OFFICIAL_CONFIG_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +43,10 @@ def predictor(model, image) -> SAM2ImagePredictor:
 
 
 # ---------------------------------------------------------------- configs
-def test_registry_has_the_eight_official_models():
-    assert config_names() == sorted(
-        f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in ("tiny", "small", "base_plus", "large")
-    )
+def test_registry_has_the_eight_official_models_and_the_demo_one():
+    official = sorted(f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in ("tiny", "small", "base_plus", "large"))
+    assert sorted(OFFICIAL_CONFIG_NAMES) == official
+    assert config_names() == sorted([*official, "sam2_ros_demo"])
     assert CONFIGS["sam2.1_hiera_large"].trunk.window_spec == (8, 4, 16, 8)
     assert CONFIGS["sam2.1_hiera_base_plus"].trunk.window_pos_embed_bkg_size == (14, 14)
     assert not CONFIGS["sam2_hiera_small"].no_obj_embed_spatial

@@ -1,0 +1,99 @@
+"""Training clips: sampled from synthetic videos or a DAVIS-layout dataset, augmented, and
+turned into model-size tensors."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..data.davis import DavisDataset, VideoSample
+from ..data.synthetic import SyntheticConfig, generate_video
+from ..transforms import normalize_image
+from .augment import AugmentConfig, Clip, augment_clip
+
+__all__ = ["ClipSource", "clip_tensors"]
+
+DEFAULT_AUGMENT = AugmentConfig()
+
+
+class ClipSource:
+    """Random augmented clips of ``clip_length`` frames.
+
+    Args:
+        data: ``"synthetic"`` (a new synthetic video per clip) or a DAVIS-layout folder.
+        clip_length: frames per clip (shorter videos repeat their last frame).
+        synthetic: settings of the synthetic videos.
+        seed: unused here (the caller's generator drives sampling); kept for the record.
+        augment: augmentation settings (``None``: no augmentation).
+    """
+
+    def __init__(
+        self,
+        data: str,
+        clip_length: int,
+        synthetic: SyntheticConfig,
+        seed: int = 0,
+        augment: AugmentConfig | None = DEFAULT_AUGMENT,
+        cache_videos: int = 8,
+    ) -> None:
+        self.clip_length = clip_length
+        self.synthetic = dataclasses.replace(synthetic, num_frames=clip_length)
+        self.augment = augment
+        self.dataset = None if data == "synthetic" else DavisDataset(data)
+        self._cache: OrderedDict[str, VideoSample] = OrderedDict()
+        self._cache_size = cache_videos
+
+    def _video(self, name: str) -> VideoSample:
+        if name not in self._cache:
+            self._cache[name] = self.dataset.load(name)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return self._cache[name]
+
+    def sample(self, rng: np.random.Generator) -> Clip:
+        """One clip: frames ``[T, H, W, 3]`` uint8 and object-id masks ``[T, H, W]``."""
+        if self.dataset is None:
+            # even seeds only: odd seeds are held out for evaluation (see sam2_model.eval)
+            video = generate_video(2 * int(rng.integers(2**30 - 1)), self.synthetic)
+            ids = np.zeros((len(video.frames), *video.frames[0].shape[:2]), dtype=np.uint8)
+            for t, per_object in enumerate(video.masks):
+                for obj_id, m in per_object.items():
+                    ids[t][m] = obj_id
+            clip = Clip(np.stack(video.frames), ids)
+        else:
+            sample = self._video(self.dataset.names[int(rng.integers(len(self.dataset)))])
+            n = len(sample.frames)
+            start = int(rng.integers(0, max(n - self.clip_length, 0) + 1))
+            idx = [min(start + i, n - 1) for i in range(self.clip_length)]
+            clip = Clip(np.stack([sample.frames[i] for i in idx]), np.stack([sample.masks[i] for i in idx]))
+        return augment_clip(clip, rng, self.augment) if self.augment is not None else clip
+
+
+def clip_tensors(
+    clip: Clip, size: int, max_objects: int, rng: np.random.Generator, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Model inputs and targets of a clip.
+
+    Returns:
+        normalised frames ``[T, 3, S, S]`` and bool masks ``[T, K, S, S]`` of up to
+        ``max_objects`` objects visible on frame 0 (``K = 0`` if none is).
+    """
+    frames = torch.stack(
+        [
+            normalize_image(np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BICUBIC)), device)
+            for f in clip.frames
+        ]
+    )
+    masks = np.stack(
+        [np.asarray(Image.fromarray(m).resize((size, size), Image.Resampling.NEAREST)) for m in clip.masks]
+    )
+    present = [int(i) for i in np.unique(masks[0]) if i != 0]
+    if len(present) > max_objects:
+        present = sorted(rng.choice(present, size=max_objects, replace=False).tolist())
+    gt = np.stack([masks == i for i in present], axis=1) if present else np.zeros((len(masks), 0, size, size), bool)
+    return frames, torch.as_tensor(gt, device=device)

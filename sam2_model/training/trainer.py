@@ -1,0 +1,269 @@
+"""SAM 2 training: clips of 8 frames, prompts sampled from the ground truth, corrective
+clicks, focal + dice + IoU + object-score losses, AdamW with an inverse-square-root
+schedule and layer-wise learning-rate decay in the image encoder. Checkpoints are written
+in the official format (``{"model": state_dict, ...}``) and runs resume from the last one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..build import build_sam2, resolve_device
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data.synthetic import SyntheticConfig
+from ..modeling.sam2 import SAM2Model
+from .augment import AugmentConfig
+from .clip_forward import ClipPrompt, forward_clip
+from .data import ClipSource, clip_tensors
+from .losses import LossWeights, sam2_loss
+from .prompt_sampler import PromptSampler
+
+__all__ = ["TrainConfig", "Trainer", "inverse_sqrt_schedule", "param_groups"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run."""
+
+    model: str = "sam2_ros_demo"  # registry name of the model configuration
+    init_checkpoint: str = ""  # start from these weights ("" = random init)
+    image_size: int = 0  # model input size (0 = the configuration's)
+    data: str = "synthetic"  # "synthetic" or a folder in the DAVIS layout
+    clip_length: int = 8  # frames per training clip
+    max_objects: int = 3  # objects per clip
+    second_prompt_prob: float = 0.5  # chance of a second prompted frame in a clip
+    correction_rounds: int = 1  # corrective-click rounds on click/box-prompted frames
+    steps: int = 2000  # optimiser steps
+    lr: float = 5e-4  # peak learning rate
+    weight_decay: float = 0.05
+    warmup_steps: int = 100  # linear warm-up, then lr * sqrt(warmup / step)
+    cooldown_fraction: float = 0.1  # last fraction of the steps: linear decay to 0
+    layer_decay: float = 0.9  # image-encoder layer-wise lr decay (deeper = larger lr)
+    grad_clip: float = 0.1  # gradient-norm clipping
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (CPU runs fp32)
+    out_dir: str = "runs/sam2"  # checkpoints, log.csv
+    checkpoint_every: int = 200
+    log_every: int = 10
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # synthetic video settings
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # clip augmentations
+
+
+def param_groups(model: SAM2Model, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: trunk block i gets ``lr * layer_decay ** (depth + 1 - (i + 1))``, its
+    stem ``lr * layer_decay ** (depth + 1)``, everything else ``lr``; no decay on biases,
+    norms and embeddings."""
+    depth = len(model.image_encoder.trunk.blocks)
+    groups: dict[tuple[float, float], list[Tensor]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = 1.0
+        if name.startswith("image_encoder.trunk."):
+            layer = int(name.split("blocks.")[1].split(".")[0]) + 1 if ".blocks." in name else 0
+            scale = layer_decay ** (depth + 1 - layer)
+        no_decay = p.ndim <= 1 or any(k in name for k in ("embed", "token", "tpos_enc", "no_mem", "no_obj"))
+        groups.setdefault((scale, 0.0 if no_decay else weight_decay), []).append(p)
+    return [{"params": ps, "lr": lr * s, "lr_scale": s, "weight_decay": wd} for (s, wd), ps in groups.items()]
+
+
+def inverse_sqrt_schedule(step: int, warmup: int, total: int, cooldown_fraction: float) -> float:
+    """The learning-rate factor: linear warm-up, ``sqrt(warmup / step)``, linear cool-down."""
+    if step < warmup:
+        return (step + 1) / warmup
+    factor = math.sqrt(warmup / max(step, 1)) if warmup > 0 else 1.0
+    cooldown = int(total * cooldown_fraction)
+    if cooldown > 0 and step >= total - cooldown:
+        factor *= max(total - step, 0) / cooldown
+    return factor
+
+
+class Trainer:
+    """Runs :class:`TrainConfig`; ``run()`` resumes from ``out_dir/last.pt`` if present."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # the initial weights, dropout: reproducible by configuration
+        self.model = build_sam2(cfg.model, image_size=cfg.image_size or None, device=self.device)
+        if cfg.init_checkpoint:
+            load_checkpoint(self.model, cfg.init_checkpoint)
+        self.model.train()
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.weight_decay, cfg.layer_decay))
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.sampler = PromptSampler(seed=cfg.seed)
+        self.source = ClipSource(cfg.data, cfg.clip_length, cfg.synthetic, cfg.seed, cfg.augment)
+        self.out = Path(cfg.out_dir)
+        self.weights = LossWeights()
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_checkpoint(
+            self.model,
+            tmp,
+            step=self.step,
+            optimizer=self.optimizer.state_dict(),
+            config=_plain(dataclasses.asdict(self.cfg)),
+            rng=self.rng.bit_generator.state,
+            sampler_rng=self.sampler.rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+        )
+        tmp.replace(path)  # never a half-written checkpoint
+
+    def resume(self, path: Path) -> None:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        load_checkpoint(self.model, raw["model"])
+        self.optimizer.load_state_dict(raw["optimizer"])
+        self.step = int(raw["step"])
+        self.rng.bit_generator.state = raw["rng"]
+        self.sampler.rng.bit_generator.state = raw["sampler_rng"]
+        torch.set_rng_state(raw["torch_rng"])
+
+    # ------------------------------------------------------------ one step
+    def _lr(self) -> float:
+        cfg = self.cfg
+        factor = inverse_sqrt_schedule(self.step, cfg.warmup_steps, cfg.steps, cfg.cooldown_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * group["lr_scale"] * factor
+        return cfg.lr * factor
+
+    def _prompts(self, gt: Tensor, frames: list[int]) -> dict[int, list[ClipPrompt]]:
+        """Sampled prompts on the prompted frames: ``gt [T, K, S, S]`` bool."""
+        prompts = {}
+        for t in frames:
+            per_object = []
+            for k in range(gt.shape[1]):
+                mask = gt[t, k].cpu().numpy()
+                if not mask.any():  # absent on this frame: an empty mask says so
+                    per_object.append(ClipPrompt(None, None, gt[t, k].float()))
+                    continue
+                p = self.sampler.sample(mask)
+                if p.kind == "mask":
+                    per_object.append(ClipPrompt(None, None, gt[t, k].float()))
+                    continue
+                coords, labels = p.points.reshape(-1, 2), p.labels.reshape(-1)
+                if p.box is not None:
+                    coords = np.concatenate((p.box.reshape(2, 2), coords))
+                    labels = np.concatenate((np.array([2, 3]), labels))
+                per_object.append(
+                    ClipPrompt(
+                        torch.as_tensor(coords, dtype=torch.float32, device=gt.device),
+                        torch.as_tensor(labels, dtype=torch.int32, device=gt.device),
+                        None,
+                    )
+                )
+            prompts[t] = per_object
+        return prompts
+
+    def train_step(self) -> dict[str, float]:
+        """Sample a clip, run it, and take one optimiser step; returns the loss terms."""
+        cfg, model = self.cfg, self.model
+        gt = None
+        while gt is None or gt.shape[1] == 0:  # need an object visible on the first frame
+            clip = self.source.sample(self.rng)
+            images, gt = clip_tensors(clip, model.image_size, cfg.max_objects, self.rng, self.device)
+        frames = [0]
+        if cfg.clip_length > 1 and self.rng.random() < cfg.second_prompt_prob:
+            frames.append(int(self.rng.integers(1, cfg.clip_length)))
+        prompts = self._prompts(gt, frames)
+
+        def correction(t: int, logits: Tensor) -> list:
+            pred = F.interpolate(logits.float(), size=gt.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0
+            return [self.sampler.correction(gt[t, k].cpu().numpy(), pred[k].cpu().numpy()) for k in range(gt.shape[1])]
+
+        lr = self._lr()
+        autocast = self.device.type == "cuda" and cfg.amp
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = forward_clip(model, images, prompts, correction, cfg.correction_rounds)
+            terms = {"total": 0.0, "focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
+            total = images.new_zeros(())
+            count = 0
+            for step in out.steps:
+                for k, heads in enumerate(step.objects):
+                    logits = F.interpolate(heads.multimask_logits.float(), size=gt.shape[-2:], mode="bilinear")
+                    loss = sam2_loss(
+                        logits,
+                        heads.multimask_iou.float(),
+                        heads.object_score_logits.float(),
+                        gt[step.frame, k][None].float(),
+                        self.weights,
+                    )
+                    total = total + loss.total
+                    count += 1
+                    for name in terms:
+                        terms[name] += float(getattr(loss, name).detach())
+        total = total / max(count, 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return {**{k: v / max(count, 1) for k, v in terms.items()}, "lr": lr}
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> Path:
+        """Train to ``cfg.steps`` (resuming if possible); returns the final checkpoint."""
+        cfg = self.cfg
+        last = self.out / "last.pt"
+        if last.exists():
+            self.resume(last)
+            print(f"resuming from {last} at step {self.step}", file=sys.stderr)
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "log.csv"
+        new_log = not log_path.exists()
+        with open(log_path, "a", newline="") as log_file:
+            writer = csv.writer(log_file)
+            if new_log:
+                writer.writerow(["step", "lr", "total", "focal", "dice", "iou", "object_score", "seconds_per_step"])
+            start, done_at_start = time.monotonic(), self.step
+            while self.step < cfg.steps:
+                t0 = time.monotonic()
+                terms = self.train_step()
+                sec = time.monotonic() - t0
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    writer.writerow(
+                        [self.step, f"{terms['lr']:.3e}"]
+                        + [f"{terms[k]:.5f}" for k in ("total", "focal", "dice", "iou", "object_score")]
+                        + [f"{sec:.3f}"]
+                    )
+                    log_file.flush()
+                    rate = (self.step - done_at_start) / max(time.monotonic() - start, 1e-9)
+                    _progress(self.step, cfg.steps, terms["total"], rate)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save(last)
+        print(file=sys.stderr)
+        final = self.out / "final.pt"
+        save_checkpoint(self.model, final, step=self.step, config=_plain(dataclasses.asdict(cfg)))
+        return final
+
+
+def _progress(step: int, total: int, loss: float, rate: float) -> None:
+    width = 30
+    filled = int(width * step / max(total, 1))
+    eta = (total - step) / rate if rate > 0 else float("inf")
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\r[{bar}] {step}/{total} loss {loss:.4f} {rate:.2f} it/s eta {eta / 60:.1f} min", end="", file=sys.stderr)
+
+
+def _plain(obj: object) -> object:
+    """Only str/int/float/bool/None/lists/dicts (a weights_only-loadable checkpoint)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj if isinstance(obj, (str, int, float, bool)) or obj is None else str(obj)

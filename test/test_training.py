@@ -1,0 +1,165 @@
+"""The training recipe: the training forward equals the tracker, a step lowers the loss,
+checkpoints load and runs resume exactly, the optimiser groups and the schedule."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_shapes_video, unit_model
+
+from sam2_model import SAM2Tracker, build_sam2, load_checkpoint
+from sam2_model.data.synthetic import SyntheticConfig
+from sam2_model.training import TrainConfig, Trainer
+from sam2_model.training.augment import AugmentConfig, Clip, augment_clip
+from sam2_model.training.cli import build_parser
+from sam2_model.training.clip_forward import ClipPrompt, forward_clip
+from sam2_model.training.trainer import inverse_sqrt_schedule, param_groups
+from sam2_model.transforms import points_to_model, preprocess_image
+
+H, W = 60, 80
+
+
+def test_training_forward_equals_the_tracker():
+    model = unit_model()
+    frames, _ = moving_shapes_video(6, H, W, seed=5)
+    clicks = {1: [[15.0, 20.0]], 2: [[60.0, 40.0]]}
+    tracker = SAM2Tracker(model, memory_dtype=torch.float32, fill_hole_area=0)
+    want = []
+    with torch.inference_mode():
+        for t, f in enumerate(frames):
+            result = tracker.track(f)
+            if t == 0:
+                for obj_id, pts in clicks.items():
+                    tracker.add_prompt(obj_id, points=pts, labels=[1])
+            else:
+                want.append(torch.stack([result.objects[i].logits for i in sorted(clicks)]))
+        images = torch.cat([preprocess_image(f, model.image_size) for f in frames])
+        prompts = {
+            0: [
+                ClipPrompt(points_to_model(np.array(pts), (H, W), model.image_size, "cpu"), torch.tensor([1]), None)
+                for pts in clicks.values()
+            ]
+        }
+        out = forward_clip(model, images, prompts, binarize_prompted=True)
+    assert [s.frame for s in out.steps] == list(range(6))
+    for t, step in enumerate(out.steps[1:], start=1):
+        got = torch.cat([o.logits for o in step.objects])[:, 0]
+        torch.testing.assert_close(got, want[t - 1], rtol=1e-4, atol=1e-4)
+
+
+def _tiny_run(tmp_path, steps, **kw):
+    cfg = TrainConfig(
+        model="sam2_ros_demo",
+        image_size=64,
+        clip_length=3,
+        max_objects=2,
+        steps=steps,
+        warmup_steps=2,
+        checkpoint_every=2,
+        log_every=1,
+        device="cpu",
+        out_dir=str(tmp_path),
+        synthetic=SyntheticConfig(height=48, width=64),
+        **kw,
+    )
+    return Trainer(cfg)
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
+    trainer = _tiny_run(tmp_path, steps=10, lr=1e-3, grad_clip=10.0)
+    torch.manual_seed(0)
+    rng_state = trainer.rng.bit_generator.state
+    sampler_state = trainer.sampler.rng.bit_generator.state
+    before = trainer.train_step()["total"]
+    # the same clip and prompts again (same random streams), after one update
+    trainer.rng.bit_generator.state = rng_state
+    trainer.sampler.rng.bit_generator.state = sampler_state
+    after = trainer.train_step()["total"]
+    assert after < before
+
+
+def test_checkpoints_load_and_an_interrupted_run_resumes_exactly(tmp_path):
+    straight = _tiny_run(tmp_path / "a", steps=4)
+    final = straight.run()
+    model = build_sam2("sam2_ros_demo", image_size=64)
+    load_checkpoint(model, final)  # the official format: loads into a plain model
+    for a, b in zip(model.state_dict().values(), straight.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+    first = _tiny_run(tmp_path / "b", steps=2)
+    first.run()
+    assert (tmp_path / "b" / "last.pt").exists()
+    resumed = _tiny_run(tmp_path / "b", steps=4)  # same command, longer: picks up at step 2
+    resumed.run()
+    assert resumed.step == 4
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    with open(tmp_path / "b" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(float(r["total"]) > 0 for r in rows)
+
+
+def test_layer_decay_groups_and_schedule():
+    model = build_sam2("sam2_ros_demo")
+    groups = param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5)
+    depth = len(model.image_encoder.trunk.blocks)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    trunk = model.image_encoder.trunk
+    assert scale[id(trunk.patch_embed.proj.weight)] == 0.5 ** (depth + 1)
+    assert scale[id(trunk.blocks[0].attn.qkv.weight)] == 0.5**depth
+    assert scale[id(trunk.blocks[-1].mlp.layers[0].weight)] == 0.5
+    assert scale[id(model.sam_mask_decoder.iou_token.weight)] == 1.0
+    assert wd[id(trunk.blocks[0].attn.qkv.weight)] == 0.05 and wd[id(trunk.blocks[0].attn.qkv.bias)] == 0.0
+    assert wd[id(model.no_obj_ptr)] == 0.0 and wd[id(model.sam_mask_decoder.mask_tokens.weight)] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert inverse_sqrt_schedule(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert inverse_sqrt_schedule(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert inverse_sqrt_schedule(40, 10, 100, 0.1) == pytest.approx(0.5)
+    assert inverse_sqrt_schedule(95, 10, 100, 0.1) == pytest.approx((10 / 95) ** 0.5 * 0.5)
+    assert inverse_sqrt_schedule(100, 10, 100, 0.1) == 0.0
+
+
+def test_augmentations():
+    rng = np.random.default_rng(0)
+    frames, masks = moving_shapes_video(5, 48, 64, seed=1)
+    ids = np.stack([np.where(m[1], 1, 0) + np.where(m[2], 2, 0) for m in masks]).astype(np.uint8)
+    clip = Clip(np.stack(frames), ids)
+    none = AugmentConfig(0, 0, 0, affine_prob=0, hflip_prob=0, reverse_prob=0, mosaic_prob=0)
+    same = augment_clip(clip, rng, none)
+    assert np.array_equal(same.frames, clip.frames) and np.array_equal(same.masks, clip.masks)
+    flipped = augment_clip(clip, rng, dataclasses.replace(none, hflip_prob=1.0, reverse_prob=1.0))
+    assert np.array_equal(flipped.masks, clip.masks[::-1, :, ::-1])
+    assert np.array_equal(flipped.frames, clip.frames[::-1, :, ::-1])
+    mosaic = augment_clip(clip, rng, dataclasses.replace(none, mosaic_prob=1.0))
+    assert not mosaic.masks[:, 24:, :].any() and not mosaic.masks[:, :, 32:].any()  # one copy keeps ids
+    assert np.array_equal(mosaic.frames[:, :24, :32], mosaic.frames[:, 24:48, 32:64])  # 2x2 copies
+    warped = augment_clip(clip, rng, dataclasses.replace(none, affine_prob=1.0, brightness=0.3))
+    assert warped.frames.shape == clip.frames.shape and set(np.unique(warped.masks)) <= {0, 1, 2}
+    assert not np.array_equal(warped.masks, clip.masks)
+
+
+def test_cli_maps_flags_to_the_config():
+    args = vars(build_parser().parse_args(["--data", "/d", "--steps", "7", "--lr", "1e-4", "--amp", "false"]))
+    cfg = TrainConfig(**args)
+    assert cfg.data == "/d" and cfg.steps == 7 and cfg.lr == 1e-4 and cfg.amp is False
+    assert cfg.model == "sam2_ros_demo"
+
+
+def test_training_after_tracking_in_the_same_process(tmp_path):
+    """Tables cached while tracking (inference mode: RoPE, position encodings) must serve a
+    later training step, where inference tensors cannot be saved for backward."""
+    trainer = _tiny_run(tmp_path, steps=2)
+    frames, _ = moving_shapes_video(3, 48, 64)
+    tracker = SAM2Tracker(build_sam2("sam2_ros_demo", image_size=64))
+    for t, frame in enumerate(frames):  # fills the caches at the training resolution
+        tracker.track(frame)
+        if t == 0:
+            tracker.add_prompt(1, points=[[20, 20]], labels=[1])
+    terms = trainer.train_step()
+    assert np.isfinite(terms["total"])
