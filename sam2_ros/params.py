@@ -36,7 +36,17 @@ PARAMS: tuple[ParamSpec, ...] = (
         "auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
         choices=("auto", "fp32", "bf16", "fp16"),
     ),
-    ParamSpec("image_size", 1024, "Model input size in pixels (multiple of 32)", int_range=(64, 2048, 32)),
+    ParamSpec(
+        "image_size",
+        0,
+        "Model input size in pixels (multiple of 32; 0: the configuration's own)",
+        int_range=(0, 2048, 32),
+    ),
+    ParamSpec(
+        "compile",
+        False,
+        "torch.compile the model at configure (warm-up of minutes on a GPU; faster frames after)",
+    ),
     ParamSpec("max_objects", 32, "Most objects tracked at once", int_range=(1, 255, 1)),
     ParamSpec("history_frames", 60, "Past frames a prompt can refer to (by stamp)", int_range=(8, 1000, 1)),
     ParamSpec("max_conditioning_frames", 16, "Prompted frames kept per object", int_range=(2, 256, 1)),
@@ -78,6 +88,7 @@ class NodeParams:
     device: str
     precision: str
     image_size: int
+    compile: bool
     max_objects: int
     history_frames: int
     max_conditioning_frames: int

@@ -88,7 +88,7 @@ class TrackerNode(LifecycleNode):
             )
             start = time.monotonic()
             model = build_sam2(
-                params.model_config, params.checkpoint or None, device=device, image_size=params.image_size
+                params.model_config, params.checkpoint or None, device=device, image_size=params.image_size or None
             )
             tracker = SAM2Tracker(
                 model,
@@ -98,12 +98,18 @@ class TrackerNode(LifecycleNode):
                 fill_hole_area=params.fill_hole_area,
                 non_overlap_masks=params.non_overlap_masks,
                 precision=precision,
+                compile=params.compile,
             )
+            loaded = time.monotonic() - start
+            if params.compile:
+                self.get_logger().info("compiling the model (torch.compile): this takes a while")
+            warmup = tracker.warmup()  # compilation and lazy initialisation, never on a live frame
         except (CheckpointError, ValueError) as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
         self._params = params
-        self._device = f"{device} ({precision})"
+        self._device = f"{device} ({precision}{', compiled' if params.compile else ''})"
+        self._warmup_seconds = warmup
         self._worker = TrackerWorker(tracker, self._publish_frame, self.get_logger().warning)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
@@ -120,8 +126,8 @@ class TrackerNode(LifecycleNode):
         ]
         mode = "random weights" if not params.checkpoint else params.checkpoint
         self.get_logger().info(
-            f"{params.model_config} ({mode}) loaded on {self._device} at {params.image_size}px "
-            f"in {time.monotonic() - start:.1f} s"
+            f"{params.model_config} ({mode}) loaded on {self._device} at {model.image_size}px "
+            f"in {loaded:.1f} s, warm-up {warmup:.1f} s"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -274,9 +280,10 @@ class TrackerNode(LifecycleNode):
         objects = [tracked_object(r, labels.get(i, ""), header) for i, r in result.objects.items()]
         latency_ms = (time.monotonic() - job.received) * 1e3
         self._pubs["objects"].publish(tracked_object_array(header, result.frame_index, latency_ms, objects))
-        hw = job.image.shape[:2]
-        masks = {i: r.mask for i, r in result.objects.items()}
-        self._pubs["mask"].publish(array_to_image(label_image(masks, hw), "mono8", header))
+        label = result.label_image  # computed with the masks (on the GPU when there is one)
+        if label is None or label.dtype != np.uint8:
+            label = label_image({i: r.mask for i, r in result.objects.items()}, job.image.shape[:2])
+        self._pubs["mask"].publish(array_to_image(label, "mono8", header))
         overlay = self._pubs["overlay"]
         if self._params.publish_overlay and overlay.get_subscription_count() > 0:
             overlay.publish(array_to_image(render_overlay(job.image, result.objects, labels), "rgb8", header))
@@ -297,6 +304,7 @@ class TrackerNode(LifecycleNode):
             "objects": len(worker.tracker.object_ids),
             "device": self._device,
             "model": self._params.model_config,
+            "warmup_s": f"{self._warmup_seconds:.1f}",
         }
         level = DiagnosticStatus.OK if s.frames_failed == 0 else DiagnosticStatus.WARN
         header = Header(stamp=self.get_clock().now().to_msg())

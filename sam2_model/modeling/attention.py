@@ -4,11 +4,12 @@ variant with 2-D axial frequencies."""
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .common import cached_table
 
 __all__ = ["Attention", "RoPEAttention", "apply_rope", "axial_rope_tables"]
 
@@ -62,7 +63,7 @@ class Attention(nn.Module):
         return self._attend(q, k, v)
 
 
-@lru_cache(maxsize=32)
+@cached_table
 def _rope_cached(dim: int, side: int, theta: float, device: str, repeat: int) -> tuple[Tensor, Tensor]:
     dev = torch.device(device)
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=dev)[: dim // 4].float() / dim))  # [dim/4]

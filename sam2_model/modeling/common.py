@@ -3,16 +3,41 @@ fixed (sine) position encodings."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MLP", "LayerNorm2d", "rowwise", "sine_position_encoding_1d", "sine_position_encoding_2d"]
+__all__ = [
+    "MLP",
+    "LayerNorm2d",
+    "cached_table",
+    "rowwise",
+    "sine_position_encoding_1d",
+    "sine_position_encoding_2d",
+]
+
+
+def cached_table(fn: Callable[..., T]) -> Callable[..., T]:
+    """Cache a function of hashable arguments that builds constant tensors (position
+    encodings, RoPE tables). The tensors are made outside inference mode: a table first
+    built while tracking can later serve training, where inference tensors are refused."""
+
+    @functools.wraps(fn)
+    def build(*args: object) -> T:
+        with torch.inference_mode(False):
+            return fn(*args)
+
+    return lru_cache(maxsize=32)(build)
+
+
+T = TypeVar("T")
 
 # On the CPU, row-wise layers over many tokens run faster in row chunks: their wide
 # intermediates then stay in cache (measured 2.3x on Hiera's stride-4 MLP at 512 px).
@@ -94,7 +119,7 @@ def _sine_cosine(pos: Tensor, num_feats: int, temperature: float) -> Tensor:
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)  # [N, F]
 
 
-@lru_cache(maxsize=32)
+@cached_table
 def _sine_2d_cached(height: int, width: int, num_feats: int, temperature: float, device: str) -> Tensor:
     dev = torch.device(device)
     eps, scale = 1e-6, 2 * math.pi

@@ -167,13 +167,24 @@ class Hiera(nn.Module):
             self.blocks.append(MultiScaleBlock(dim, dim_out, heads, window, q_stride, cfg.mlp_ratio))
             dim = dim_out
         self.channel_list = [self.blocks[i].dim_out for i in self.stage_ends[::-1]]
+        self._pos_cache: tuple[tuple, Tensor] | None = None  # (size, weights' identity and versions), table
 
     def _position_embedding(self, h: int, w: int) -> Tensor:
-        """Background grid resized to ``h x w`` plus the tiled window table: ``[1, h, w, C]``."""
+        """Background grid resized to ``h x w`` plus the tiled window table: ``[1, h, w, C]``.
+
+        Without gradients it is computed once per size and kept until the weights change."""
+        cacheable = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        weights = (self.pos_embed, self.pos_embed_window)
+        key = (h, w, *((t.device, t.dtype, t.data_ptr(), t._version) for t in weights))
+        if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
+            return self._pos_cache[1]
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         win = self.pos_embed_window
         pos = pos + win.tile(1, 1, h // win.shape[-2], w // win.shape[-1])
-        return pos.permute(0, 2, 3, 1)  # BCHW -> BHWC
+        pos = pos.permute(0, 2, 3, 1)  # BCHW -> BHWC
+        if cacheable:
+            self._pos_cache = (key, pos)
+        return pos
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[B, 3, S, S]`` -> stage outputs ``[B, C_i, H_i, W_i]``, stride 4 first."""

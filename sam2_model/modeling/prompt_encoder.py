@@ -82,10 +82,21 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe_cache: tuple[tuple, Tensor] | None = None  # (grid, matrix identity), encoding
 
     def dense_pe(self) -> Tensor:
-        """Position encoding of the image feature grid: ``[1, C, h, w]``."""
-        return self.pe_layer.dense(self.image_embedding_size)[None]
+        """Position encoding of the image feature grid: ``[1, C, h, w]``.
+
+        Without gradients it is computed once and kept until the frequency matrix changes."""
+        g = self.pe_layer.positional_encoding_gaussian_matrix
+        cacheable = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        key = (self.image_embedding_size, g.device, g.dtype, g.data_ptr(), g._version)
+        if cacheable and self._dense_pe_cache is not None and self._dense_pe_cache[0] == key:
+            return self._dense_pe_cache[1]
+        pe = self.pe_layer.dense(self.image_embedding_size)[None]
+        if cacheable:
+            self._dense_pe_cache = (key, pe)
+        return pe
 
     def _type_table(self) -> Tensor:
         """Embeddings indexed by ``label + 1``: pad, negative, positive, box corners."""

@@ -64,6 +64,15 @@ def gather_memory(obj: ObjectState, t: int, num_maskmem: int, max_pointers: int,
     return MemoryLayout(spatial, pointers)
 
 
+def _offsets_tensor(offsets: list[list[int]], device: torch.device) -> Tensor:
+    """Pointer offsets ``[B, K]`` on the device; to a GPU through pinned memory,
+    asynchronously (no synchronisation)."""
+    t = torch.tensor(offsets)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def stack_memory(
     model: SAM2Model, layouts: list[MemoryLayout], memory_pos: Tensor, max_pointers: int
 ) -> tuple[Tensor, Tensor, int]:
@@ -80,15 +89,16 @@ def stack_memory(
     pos_tokens = memory_pos.flatten(2).transpose(1, 2)  # BCHW -> B(HW)C
     mems, poss = [], []
     for slot_idx in range(len(layouts[0].spatial)):
-        slot_mems = torch.cat([lay.spatial[slot_idx][1] for lay in layouts]).to(device)  # [B, Cm, h, w]
-        mems.append(slot_mems.float().flatten(2).transpose(1, 2))  # BCHW -> B(HW)C
+        # fp32 before the concatenation: autocast refuses bf16 memories next to fp16
+        slot_mems = torch.cat([lay.spatial[slot_idx][1].float() for lay in layouts]).to(device)  # [B, Cm, h, w]
+        mems.append(slot_mems.flatten(2).transpose(1, 2))  # BCHW -> B(HW)C
         slots = [lay.spatial[slot_idx][0] for lay in layouts]
         enc = torch.cat([pos_tokens + model.memory_slot_encoding(s) for s in slots])  # [B, hw, Cm]
         poss.append(enc)
     num_ptr_tokens = 0
     if layouts[0].pointers:
         ptrs = torch.stack([torch.cat([p for _, p in lay.pointers]) for lay in layouts])  # [B, K, C]
-        offsets = torch.tensor([[d for d, _ in lay.pointers] for lay in layouts], device=device)
+        offsets = _offsets_tensor([[d for d, _ in lay.pointers] for lay in layouts], device)
         tokens, tokens_pos = model.pointer_tokens(ptrs.to(device), offsets, max_pointers)
         mems.append(tokens.float())
         poss.append(tokens_pos.float())

@@ -6,10 +6,16 @@ from dataclasses import dataclass, fields
 
 import torch
 
-__all__ = ["PRECISIONS", "TrackerOptions"]
+__all__ = ["COMPILE_BUCKETS", "COMPILE_MODES", "PRECISIONS", "PREPROCESS", "TrackerOptions"]
 
 # precision name -> autocast dtype (None: plain fp32)
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# where frames are resized and normalised
+PREPROCESS = ("auto", "pil", "device")
+# torch.compile modes ("reduce-overhead" adds CUDA graphs)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# with compile, object batches are padded to these sizes (static shapes)
+COMPILE_BUCKETS = (1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,14 @@ class TrackerOptions:
     memory_dtype: torch.dtype = torch.bfloat16  # storage of encoded memories (official: bf16)
     max_object_pointers: int = 16  # pointers attended to (the official: min(video length, 16))
     batch_objects: bool = True  # one batched pass for objects with equal memory sizes (False: one by one)
+    # "pil": resize on the CPU with PIL (the official loader's pixels); "device": upload the
+    # uint8 frame once and resize/normalise on the model's device (PIL's filter, within a
+    # grey level); "auto": "device" on CUDA, "pil" elsewhere
+    preprocess: str = "auto"
+    compile: bool = False  # torch.compile the image encoder and the tracking step (see warmup())
+    compile_mode: str = "default"  # torch.compile mode; "reduce-overhead" uses CUDA graphs
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager": no code generation)
+    allow_tf32: bool = True  # TF32 matrix products and convolutions in fp32 on CUDA
 
     def __post_init__(self) -> None:
         if self.history_frames < 8:
@@ -42,6 +56,10 @@ class TrackerOptions:
             raise ValueError(f"precision: must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.max_object_pointers < 2:
             raise ValueError("max_object_pointers: must be >= 2")
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess: must be one of {list(PREPROCESS)}, got {self.preprocess!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode: must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> TrackerOptions:

@@ -40,6 +40,9 @@ class FrameResult:
 
     frame_index: int  # counts processed frames from 0
     objects: dict[int, ObjectResult]  # by object id, increasing
+    # [H, W] object ids, 0 background, the higher id where masks overlap (uint8 when every
+    # id is below 256, else int32); None when not computed
+    label_image: np.ndarray | None = None
 
 
 @dataclass

@@ -117,7 +117,9 @@ class BufferedFrame:
     """A processed frame kept for prompts on past frames."""
 
     index: int  # frame index
-    pixels: np.ndarray  # the original [H, W, 3] or the model-size [S, S, 3] image, the smaller
+    # the original [H, W, 3] or the model-size [S, S, 3] uint8 image, the smaller (numpy);
+    # or, with on-device preprocessing, the model-size image as a tensor on the device
+    pixels: np.ndarray | Tensor
     image_hw: tuple[int, int]  # the original (H, W)
 
     @staticmethod
@@ -127,13 +129,20 @@ class BufferedFrame:
         pixels = image if hw[0] * hw[1] <= size * size else resize_image(image, size)
         return BufferedFrame(index, pixels.copy(), hw)
 
-    def model_pixels(self, size: int) -> np.ndarray:
+    @staticmethod
+    def store_on_device(index: int, model_pixels: Tensor, image_hw: tuple[int, int]) -> BufferedFrame:
+        """Keep the model-size ``[S, S, 3]`` uint8 image already resized on the device."""
+        return BufferedFrame(index, model_pixels, image_hw)
+
+    def model_pixels(self, size: int) -> np.ndarray | Tensor:
         """The ``[S, S, 3]`` uint8 model input before normalisation."""
+        if isinstance(self.pixels, Tensor):
+            return self.pixels
         return resize_image(self.pixels, size)
 
     @property
     def nbytes(self) -> int:
-        return self.pixels.nbytes
+        return int(self.pixels.nbytes)
 
 
 class HistoryBuffer:

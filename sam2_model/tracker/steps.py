@@ -7,6 +7,7 @@ Functions here read object states and return new outputs; they never modify the 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,13 +18,21 @@ from ..image_predictor import PREV_LOGITS_CLAMP
 from ..modeling.sam2 import HeadsOutput, ImageFeatures, SAM2Model
 from ..prompts import Prompt
 from ..transforms import logits_to_image, mask_to_model, points_to_model
-from .memory import gather_memory, stack_memory
+from .memory import MemoryLayout, gather_memory, stack_memory
 from .options import TrackerOptions
 from .postprocess import fill_holes, non_overlap
-from .results import ObjectResult, mask_bbox
+from .results import ObjectResult
 from .state import FrameOutput, FramePrompt, ObjectState
 
-__all__ = ["apply_prompt", "encode_memories", "frame_results", "track_objects"]
+__all__ = [
+    "apply_prompt",
+    "eager_step",
+    "encode_memories",
+    "frame_results",
+    "to_host",
+    "track_objects",
+    "tracking_step",
+]
 
 
 def _memory_pos(model: SAM2Model, device: torch.device) -> Tensor:
@@ -50,34 +59,95 @@ def condition(model: SAM2Model, opts: TrackerOptions, feats: ImageFeatures, objs
     return model.condition_on_memory(f.features, f.pos, memory, memory_pos, n_ptr)
 
 
-def track_objects(
-    model: SAM2Model, opts: TrackerOptions, feats: ImageFeatures, objs: list[ObjectState], t: int
-) -> dict[int, FrameOutput]:
-    """Track objects on frame ``t`` from their memories (batched by memory layout).
+def tracking_step(
+    model: SAM2Model,
+    features: Tensor,
+    pos: Tensor,
+    high_res_0: Tensor,
+    high_res_1: Tensor,
+    memory: Tensor,
+    memory_pos: Tensor,
+    num_ptr_tokens: int,
+    memory_dtype: torch.dtype,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One frame for a batch of B objects with the same memory layout: memory attention,
+    SAM heads and the new memory. Plain tensors in and out (``torch.compile`` friendly).
 
-    ``feats`` holds one image; the objects' memories for ``t-6 .. t-1`` must exist.
+    Args:
+        features, pos: one image's stride-16 features and encoding ``[1, C, h, w]``.
+        high_res_0, high_res_1: its projected high-res features ``[1, C/8, 4h, 4w]``,
+            ``[1, C/4, 2h, 2w]``.
+        memory, memory_pos: memory tokens ``[B, M, C_mem]`` (pointer tokens last).
+        num_ptr_tokens: how many of the M tokens are pointer tokens.
+        memory_dtype: storage dtype of the new memories.
+    Returns:
+        low-res logits ``[B, 1, 4h, 4w]``, object scores ``[B, 1]``, IoU ``[B]``, pointers
+        ``[B, C]`` (float32) and the frame's memories ``[B, C_mem, h, w]`` (``memory_dtype``).
+    """
+    b = memory.shape[0]
+    f = ImageFeatures(features, pos, (high_res_0, high_res_1)).expand(b)
+    pix = model.condition_on_memory(f.features, f.pos, memory, memory_pos, num_ptr_tokens)
+    heads = model.forward_heads(pix, f.high_res, multimask=model.use_multimask(False, 0))
+    size = model.image_size
+    high = F.interpolate(heads.logits, size=(size, size), mode="bilinear", align_corners=False)
+    mem, _ = model.encode_memory(f.features, high, heads.object_score_logits, binarize=False)
+    return (
+        heads.logits.float(),
+        heads.object_score_logits.float(),
+        heads.iou.float(),
+        heads.obj_ptr.float(),
+        mem.to(memory_dtype),
+    )
+
+
+# (model, opts, feats, memory, memory_pos, num_ptr_tokens) -> tracking_step's outputs
+StepFn = Callable[[SAM2Model, TrackerOptions, ImageFeatures, Tensor, Tensor, int], tuple[Tensor, ...]]
+
+
+def eager_step(
+    model: SAM2Model, opts: TrackerOptions, feats: ImageFeatures, memory: Tensor, memory_pos: Tensor, n_ptr: int
+) -> tuple[Tensor, ...]:
+    """:func:`tracking_step` run as it is."""
+    hr0, hr1 = feats.high_res
+    return tracking_step(model, feats.features, feats.pos, hr0, hr1, memory, memory_pos, n_ptr, opts.memory_dtype)
+
+
+def track_objects(
+    model: SAM2Model,
+    opts: TrackerOptions,
+    feats: ImageFeatures,
+    objs: list[ObjectState],
+    t: int,
+    step: StepFn = eager_step,
+) -> tuple[dict[int, FrameOutput], dict[int, Tensor]]:
+    """Track objects on frame ``t`` from their memories, batched by memory layout.
+
+    ``feats`` holds one image (batch 1); the objects' memories for ``t-6 .. t-1`` must exist.
+    Returns each object's output and its new memory ``[1, C_mem, h, w]``.
     """
     c = model.config
-    groups: dict[tuple[int, ...], list[ObjectState]] = defaultdict(list)
+    groups: dict[tuple[int, ...], list[tuple[ObjectState, MemoryLayout]]] = defaultdict(list)
     for o in objs:
         lay = gather_memory(o, t, c.num_maskmem, opts.max_object_pointers, c.use_signed_tpos_enc_to_obj_ptrs)
-        groups[lay.key if opts.batch_objects else (o.obj_id,)].append(o)
+        groups[lay.key if opts.batch_objects else (o.obj_id,)].append((o, lay))
     outputs: dict[int, FrameOutput] = {}
-    multimask = model.use_multimask(is_init_cond_frame=False, num_points=0)
+    memories: dict[int, Tensor] = {}
+    memory_pos = _memory_pos(model, feats.features.device)
     for group in groups.values():
-        pix = condition(model, opts, feats, group, t)
-        high_res = _expand(feats, len(group)).high_res
-        heads = model.forward_heads(pix, high_res, multimask=multimask)
-        for i, o in enumerate(group):
+        layouts = [lay for _, lay in group]
+        memory, pos, n_ptr = stack_memory(model, layouts, memory_pos, opts.max_object_pointers)
+        logits, scores, iou, ptr, mem = step(model, opts, feats, memory, pos, n_ptr)
+        for i, (o, _) in enumerate(group):
             outputs[o.obj_id] = FrameOutput(
-                raw_logits=heads.logits[i : i + 1].float(),
-                object_score=heads.object_score_logits[i : i + 1].float(),
-                iou=heads.iou[i : i + 1].float(),
-                obj_ptr=heads.obj_ptr[i : i + 1].float(),
+                raw_logits=logits[i : i + 1],
+                object_score=scores[i : i + 1],
+                iou=iou[i : i + 1],
+                obj_ptr=ptr[i : i + 1],
                 prompted=False,
                 is_cond=False,
             )
-    return outputs
+            memories[o.obj_id] = mem[i : i + 1]
+    return outputs, memories
 
 
 def encode_memories(
@@ -98,10 +168,14 @@ def encode_memories(
     mems: list[Tensor | None] = [None] * len(outputs)
     for flag in (True, False):  # prompted and tracked outputs differ in the mask scaling
         idx = [i for i, o in enumerate(outputs) if o.prompted == flag]
-        if idx:
+        if not idx:
+            continue
+        if len(idx) == len(outputs):  # all alike: no index tensor to send to the device
+            m, _ = model.encode_memory(f, high, scores, binarize=flag)
+        else:
             m, _ = model.encode_memory(f[idx], high[idx], scores[idx], binarize=flag)
-            for j, i in enumerate(idx):
-                mems[i] = m[j : j + 1]
+        for j, i in enumerate(idx):
+            mems[i] = m[j : j + 1]
     return [m.to(opts.memory_dtype) for m in mems if m is not None]
 
 
@@ -176,34 +250,72 @@ def apply_prompt(
     return _heads_to_output(heads, record, is_cond, tracked)
 
 
+def to_host(*tensors: Tensor) -> list[Tensor]:
+    """Tensors on the CPU. From a GPU: asynchronous copies (into pinned memory) and one
+    synchronisation for all of them, the only one of a tracked frame."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
+    out = [t.to("cpu", non_blocking=True) for t in tensors]
+    for device in {t.device for t in tensors if t.device.type == "cuda"}:
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(device))
+        done.synchronize()
+    return out
+
+
+def _boxes(masks: Tensor) -> Tensor:
+    """Inclusive boxes ``[B, 4]`` (x0, y0, x1, y1; garbage where a mask is empty) of
+    ``masks`` ``[B, H, W]`` bool."""
+    _, h, w = masks.shape
+    rows, cols = masks.any(dim=2), masks.any(dim=1)  # [B, H], [B, W]
+    ys = torch.arange(h, device=masks.device)
+    xs = torch.arange(w, device=masks.device)
+    y0, y1 = torch.where(rows, ys, h).amin(dim=1), torch.where(rows, ys, -1).amax(dim=1)
+    x0, x1 = torch.where(cols, xs, w).amin(dim=1), torch.where(cols, xs, -1).amax(dim=1)
+    return torch.stack((x0, y0, x1, y1), dim=1)
+
+
+def _label_image(masks: Tensor, ids: list[int]) -> Tensor:
+    """``[H, W]`` object ids (0 background; overlaps: the higher id) from ``masks``
+    ``[B, H, W]`` of the increasing ``ids``; uint8 when every id fits, else int32."""
+    dtype = torch.uint8 if ids[-1] <= 255 else torch.int32
+    label = torch.zeros(masks.shape[1:], dtype=dtype, device=masks.device)
+    for k, obj_id in enumerate(ids):
+        label.masked_fill_(masks[k], obj_id)
+    return label
+
+
 def frame_results(
     opts: TrackerOptions, frame_index: int, image_hw: tuple[int, int], outputs: dict[int, FrameOutput]
-) -> dict[int, ObjectResult]:
-    """Per-object results at the frame's size (hole filling, optional non-overlap)."""
+) -> tuple[dict[int, ObjectResult], np.ndarray]:
+    """Per-object results at the frame's size (hole filling, optional non-overlap) and the
+    label image ``[H, W]``, computed where the model runs and brought back in one transfer."""
     if not outputs:
-        return {}
+        return {}, np.zeros(image_hw, dtype=np.uint8)
     ids = sorted(outputs)
     raw = torch.cat([outputs[i].raw_logits for i in ids])  # [B, 1, h, w]
     filled = fill_holes(raw, opts.fill_hole_area)
     video = logits_to_image(filled, image_hw)
     if opts.non_overlap_masks:
         video = non_overlap(video)
-    masks = (video[:, 0] > 0).cpu().numpy()
-    low = filled[:, 0].cpu()
+    masks = video[:, 0] > 0  # [B, H, W]
+    scores = torch.cat([outputs[i].object_score.reshape(1) for i in ids])
+    ious = torch.cat([outputs[i].iou.reshape(1) for i in ids])
+    host = to_host(masks, filled[:, 0], masks.sum(dim=(1, 2)), _boxes(masks), _label_image(masks, ids), scores, ious)
+    masks_np, low, areas, boxes, label, scores, ious = host
+    masks_np, areas, boxes = masks_np.numpy(), areas.tolist(), boxes.tolist()
     results = {}
     for k, obj_id in enumerate(ids):
-        out = outputs[obj_id]
-        score = float(out.object_score.reshape(-1)[0])
-        mask = masks[k]
+        score = float(scores[k])
         results[obj_id] = ObjectResult(
             obj_id=obj_id,
             frame_index=frame_index,
-            mask=mask,
+            mask=masks_np[k],
             logits=low[k],
             object_score=score,
-            iou=float(out.iou.reshape(-1)[0]),
+            iou=float(ious[k]),
             occluded=score <= 0,
-            bbox=mask_bbox(mask),
-            area=int(np.count_nonzero(mask)),
+            bbox=tuple(boxes[k]) if areas[k] else None,
+            area=int(areas[k]),
         )
-    return results
+    return results, label.numpy()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -20,12 +21,13 @@ from numpy.typing import ArrayLike
 from ..build import resolve_device
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..prompts import validate_image, validate_prompt
-from ..transforms import normalize_image
+from ..transforms import normalize_image, resize_image_tensor
+from .compiled import CompiledPath, steady_state_layout
 from .memory import memory_context_frames
 from .options import PRECISIONS, TrackerOptions
 from .results import FrameResult, ObjectResult, ObjectStats, TrackerStats
 from .state import BufferedFrame, CondMemory, FrameOutput, HistoryBuffer, ObjectState
-from .steps import apply_prompt, encode_memories, frame_results, track_objects
+from .steps import apply_prompt, eager_step, encode_memories, frame_results, to_host, track_objects
 
 __all__ = ["SAM2Tracker"]
 
@@ -52,11 +54,23 @@ class SAM2Tracker:
         if self.options.device is not None:
             model = model.to(resolve_device(self.options.device))
         self.model = model.eval()
+        on_cuda = self.model.device.type == "cuda"
+        if on_cuda:
+            torch.backends.cuda.matmul.allow_tf32 = self.options.allow_tf32
+            torch.backends.cudnn.allow_tf32 = self.options.allow_tf32
+        preprocess = self.options.preprocess
+        self._device_preprocess = preprocess == "device" or (preprocess == "auto" and on_cuda)
+        self._compiled: CompiledPath | None = None
+        if self.options.compile:
+            self._compiled = CompiledPath(self.model, self.options, backend=self.options.compile_backend)
         self._lock = threading.RLock()
         self._objects: dict[int, ObjectState] = {}
         self._history = HistoryBuffer(self.options.history_frames)
         self._frames_processed = 0
         self._cache: tuple[int, ImageFeatures] | None = None  # the latest frame's features
+        self._staging: torch.Tensor | None = None  # pinned host buffer for frame uploads
+        self._staging_copied: torch.cuda.Event | None = None  # when its last upload finished
+        self._warmup_seconds = 0.0
 
     # ---------------------------------------------------------------- public API
     @property
@@ -74,27 +88,55 @@ class SAM2Tracker:
         """Index of the oldest frame in the history buffer (-1 when empty)."""
         return self._history.oldest
 
+    @property
+    def warmup_seconds(self) -> float:
+        """Seconds the last :meth:`warmup` took (0 before)."""
+        return self._warmup_seconds
+
+    @torch.inference_mode()
+    def warmup(self, buckets: tuple[int, ...] | None = None) -> float:
+        """Prepare the tracker before the first live frame: with ``compile``, compile the
+        image encoder and the tracking step for the object ``buckets`` (default: every
+        bucket up to ``max_objects``; this takes minutes on a GPU); otherwise run the model
+        once so that lazy initialisation (CUDA context, kernels) does not land on a live
+        frame. The tracker's state is not touched. Returns the seconds it took."""
+        start = time.monotonic()
+        with self._lock:
+            if self._compiled is not None:
+                self._compiled.warmup(self._autocast, buckets=buckets)
+            else:
+                with self._autocast():
+                    s, dev = self.model.image_size, self.model.device
+                    feats = self.model.encode_image(torch.randn(1, 3, s, s, device=dev))
+                    tokens, n_ptr = steady_state_layout(self.model, self.options)
+                    memory = torch.randn(1, tokens, self.model.config.mem_dim, device=dev)
+                    outs = eager_step(self.model, self.options, feats, memory, memory, n_ptr)
+                    to_host(*outs)
+        self._warmup_seconds = time.monotonic() - start
+        return self._warmup_seconds
+
     @torch.inference_mode()
     def track(self, image: np.ndarray) -> FrameResult:
         """Process the next frame (RGB ``[H, W, 3]`` uint8) and return every object on it."""
         image = validate_image(image)
         with self._lock, self._autocast():
             t = self._frames_processed
-            frame = BufferedFrame.store(t, image, self.model.image_size)
+            frame = self._buffer_frame(t, image)
             feats = self._encode(frame)
             objs = list(self._objects.values())
-            outputs = track_objects(self.model, self.options, feats, objs, t) if objs else {}
-            memories = encode_memories(self.model, self.options, feats, list(outputs.values()))
+            step = self._compiled.step if self._compiled is not None else eager_step
+            outputs, memories = track_objects(self.model, self.options, feats, objs, t, step) if objs else ({}, {})
+            results, label = frame_results(self.options, t, frame.image_hw, outputs)
             # commit
             self._history.append(frame)
             self._cache = (t, feats)
             self._frames_processed += 1
-            for (obj_id, out), mem in zip(outputs.items(), memories):
+            for obj_id, out in outputs.items():
                 obj = self._objects[obj_id]
                 obj.outputs[t] = out
-                obj.memories[t] = mem
+                obj.memories[t] = memories[obj_id]
                 self._prune(obj)
-            return FrameResult(t, frame_results(self.options, t, frame.image_hw, outputs))
+            return FrameResult(t, results, label)
 
     @torch.inference_mode()
     def add_prompt(
@@ -146,7 +188,7 @@ class SAM2Tracker:
             self._prune(work)
             self._objects[obj_id] = work  # commit
             others = {i: o.outputs[p] for i, o in self._objects.items() if p in o.outputs}
-            return frame_results(self.options, p, frame.image_hw, others)[obj_id]
+            return frame_results(self.options, p, frame.image_hw, others)[0][obj_id]
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object and free its memory."""
@@ -194,8 +236,31 @@ class SAM2Tracker:
             return contextlib.nullcontext()
         return torch.autocast(self.model.device.type, dtype=dtype)
 
+    def _buffer_frame(self, t: int, image: np.ndarray) -> BufferedFrame:
+        """The frame as kept in the history buffer: on the CPU (PIL-resized when that is
+        smaller), or uploaded once and resized on the device."""
+        size = self.model.image_size
+        if not self._device_preprocess:
+            return BufferedFrame.store(t, image, size)
+        dev = self.model.device
+        if dev.type == "cuda":  # through a reused pinned buffer, asynchronously
+            if self._staging is None or tuple(self._staging.shape) != image.shape:
+                self._staging = torch.empty(image.shape, dtype=torch.uint8).pin_memory()
+            elif self._staging_copied is not None and not self._staging_copied.query():
+                self._staging_copied.synchronize()  # the previous upload (done long ago, in practice)
+            self._staging.numpy()[...] = image
+            src = self._staging.to(dev, non_blocking=True)
+            self._staging_copied = torch.cuda.Event()
+            self._staging_copied.record(torch.cuda.current_stream(dev))
+        else:
+            src = torch.tensor(image, device=dev)  # a copy: the caller keeps its array
+        pixels = resize_image_tensor(src, size)
+        return BufferedFrame.store_on_device(t, pixels, (image.shape[0], image.shape[1]))
+
     def _encode(self, frame: BufferedFrame) -> ImageFeatures:
         x = normalize_image(frame.model_pixels(self.model.image_size), self.model.device)[None]
+        if self._compiled is not None:
+            return self._compiled.encode(x)
         return self.model.encode_image(x)
 
     def _features(self, t: int) -> ImageFeatures:
@@ -282,9 +347,9 @@ class SAM2Tracker:
                 continue  # prompted frames keep their answer
             self._rebuild_memories(obj, memory_context_frames(t, self.model.config.num_maskmem))
             feats = self._features(t)
-            new = track_objects(self.model, self.options, feats, [obj], t)[obj.obj_id]
-            (mem,) = encode_memories(self.model, self.options, feats, [new])
-            self._store(obj, t, new, mem)
+            step = self._compiled.step if self._compiled is not None else eager_step
+            outputs, memories = track_objects(self.model, self.options, feats, [obj], t, step)
+            self._store(obj, t, outputs[obj.obj_id], memories[obj.obj_id])
             for f in [f for f in obj.memories if f < t - self.model.config.num_maskmem + 1]:
                 del obj.memories[f]
 

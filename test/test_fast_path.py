@@ -1,0 +1,196 @@
+"""The GPU fast path's pieces, on the CPU: sync-free hole filling, PIL-equal resizing with
+tensor ops, results computed where the model runs, precisions, and the compiled tracker
+(padding to buckets, no compilation after warm-up, same results as eager)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_shapes_video, unit_model
+from test_tracker import _components_reference
+
+from sam2_model import SAM2Tracker
+from sam2_model.tracker.compiled import bucket_size, steady_state_layout
+from sam2_model.tracker.options import TrackerOptions
+from sam2_model.tracker.postprocess import connected_components, small_components
+from sam2_model.tracker.results import mask_bbox
+from sam2_model.tracker.state import FrameOutput
+from sam2_model.tracker.steps import frame_results
+from sam2_model.transforms import resize_image, resize_image_tensor
+
+NUM_FRAMES = 20  # frame 16 is the first with a full pointer window (steady-state layout)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return unit_model()
+
+
+@pytest.fixture(scope="module")
+def video():
+    return moving_shapes_video(NUM_FRAMES, 120, 160)
+
+
+def run_session(model, video, frames: int = NUM_FRAMES, warmup: bool = False, objects: int = 3, **options):
+    """Up to three objects (click, box, mask) on frame 0, then tracking; every FrameResult."""
+    images, masks = video
+    tracker = SAM2Tracker(model, **{"max_objects": 4, **options})
+    if warmup:
+        tracker.warmup()
+    prompts = [
+        {"points": [[30, 40]], "labels": [1]},
+        {"box": [96, 70, 144, 100]},
+        {"mask": masks[0][3]},
+    ]
+    results = []
+    for t in range(frames):
+        results.append(tracker.track(images[t]))
+        if t == 0:
+            for k in range(objects):
+                tracker.add_prompt(k + 1, **prompts[k])
+    return tracker, results
+
+
+# ---------------------------------------------------------------- hole filling
+@pytest.mark.parametrize("density", [0.2, 0.45, 0.6, 0.8])
+@pytest.mark.parametrize("max_area", [1, 2, 5, 8, 20])
+def test_small_components_match_flood_fill(density, max_area):
+    gen = torch.Generator().manual_seed(int(density * 100) + max_area)
+    mask = torch.rand(3, 37, 53, generator=gen) < density
+    got = small_components(mask, max_area)
+    for b in range(3):
+        sizes = _components_reference(mask[b].numpy())
+        assert np.array_equal(got[b].numpy(), mask[b].numpy() & (sizes <= max_area))
+
+
+def test_small_components_on_long_thin_components():
+    """A one-pixel-wide snake of 200 pixels is not a hole even though every window of it is
+    small; a 3-pixel bar next to it is."""
+    mask = torch.zeros(1, 36, 30, dtype=torch.bool)
+    mask[0, :29:4, 2:28] = True
+    mask[0, 1:29:8, 27] = mask[0, 2:29:8, 27] = mask[0, 3:29:8, 27] = True
+    mask[0, 5:29:8, 2] = mask[0, 6:29:8, 2] = mask[0, 7:29:8, 2] = True
+    mask[0, 34, 10:13] = True
+    _, areas = connected_components(mask)
+    assert areas.max() > 150  # the snake is one component
+    got = small_components(mask, 8)
+    assert got[0, 34, 10:13].all() and int(got.sum()) == 3
+
+
+# ---------------------------------------------------------------- preprocessing
+@pytest.mark.parametrize(
+    "hw,size", [((480, 640), 256), ((120, 160), 512), ((300, 200), 256), ((200, 300), 256), ((256, 256), 256)]
+)
+def test_tensor_resize_matches_pil(hw, size):
+    image = (np.random.default_rng(hw[0]).random((*hw, 3)) * 255).astype(np.uint8)
+    want = resize_image(image, size).astype(int)
+    got = resize_image_tensor(torch.from_numpy(image), size).numpy().astype(int)
+    diff = np.abs(want - got)
+    assert diff.max() <= 2 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+
+
+def test_device_preprocessing_tracks_like_pil(model, video):
+    _, pil = run_session(model, video, frames=10, preprocess="pil")
+    _, dev = run_session(model, video, frames=10, preprocess="device")
+    for a, b in zip(pil, dev):
+        for obj_id, ra in a.objects.items():
+            rb = b.objects[obj_id]
+            inter, union = (ra.mask & rb.mask).sum(), (ra.mask | rb.mask).sum()
+            assert union == 0 or inter / union > 0.97
+            assert abs(ra.object_score - rb.object_score) < 0.05 * max(1.0, abs(ra.object_score))
+
+
+def test_device_preprocessing_is_exact_at_model_size(model):
+    """No resize needed: both paths see the same pixels and agree exactly."""
+    images, _ = moving_shapes_video(6, 128, 128)
+    outs = []
+    for mode in ("pil", "device"):
+        tracker = SAM2Tracker(model, preprocess=mode)
+        tracker.track(images[0])
+        tracker.add_prompt(1, points=[[40, 40]], labels=[1])
+        outs.append([tracker.track(im).objects[1].logits for im in images[1:]])
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- results
+def test_frame_results_boxes_areas_and_label_image_match_the_masks():
+    gen = torch.Generator().manual_seed(3)
+    outputs = {}
+    for obj_id in (2, 7, 9):
+        logits = torch.randn(1, 1, 32, 32, generator=gen) * 4 - 2
+        outputs[obj_id] = FrameOutput(logits, torch.ones(1, 1), torch.ones(1), torch.zeros(1, 8), False, False)
+    outputs[9] = FrameOutput(
+        torch.full((1, 1, 32, 32), -5.0), -torch.ones(1, 1), torch.ones(1), torch.zeros(1, 8), False, False
+    )
+    results, label = frame_results(TrackerOptions(fill_hole_area=0), 0, (50, 70), outputs)
+    assert label.shape == (50, 70) and label.dtype == np.uint8
+    want = np.zeros((50, 70), np.uint8)
+    for obj_id in sorted(results):
+        r = results[obj_id]
+        assert r.bbox == mask_bbox(r.mask) and r.area == int(r.mask.sum())
+        want[r.mask] = obj_id  # overlaps: the higher id
+    assert np.array_equal(label, want)
+    assert results[9].bbox is None and results[9].area == 0 and results[9].occluded
+    assert results[2].area > 0 and (label == 7).any() and (label == 2).any()
+
+
+# ---------------------------------------------------------------- precision
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_runs_with_the_same_output_format(model, video, precision):
+    _, fp32 = run_session(model, video, frames=8)
+    tracker, bf16 = run_session(model, video, frames=8, precision=precision)
+    for a, b in zip(fp32, bf16):
+        assert a.objects.keys() == b.objects.keys()
+        for obj_id, ra in a.objects.items():
+            rb = b.objects[obj_id]
+            assert rb.logits.dtype == torch.float32 and rb.mask.dtype == bool and rb.mask.shape == ra.mask.shape
+            inter, union = (ra.mask & rb.mask).sum(), (ra.mask | rb.mask).sum()
+            assert union == 0 or inter / union > 0.8
+    obj = next(tracker.iter_objects())
+    assert all(m.dtype == torch.bfloat16 for m in obj.memories.values())
+
+
+# ---------------------------------------------------------------- compiled path
+def test_bucket_sizes():
+    assert [bucket_size(n) for n in (1, 2, 3, 5, 8, 9, 16, 17)] == [1, 2, 4, 8, 8, 16, 16, None]
+
+
+def test_compiled_tracker_equals_eager_and_never_compiles_on_a_live_frame(model, video):
+    """The Dynamo path without code generation (fast): buckets 1, 2, 4 prepared by warmup,
+    3 objects padded to 4, the same results as eager, no guard failure afterwards."""
+    import torch._dynamo
+
+    _, eager = run_session(model, video)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dynamo's notes on cached helper functions
+        tracker, compiled = run_session(model, video, warmup=True, compile=True, compile_backend="aot_eager")
+        path = tracker._compiled
+        assert path.buckets == (1, 2, 4) and tracker.warmup_seconds > 0
+        tokens, n_ptr = steady_state_layout(model, tracker.options)
+        assert (4, tokens, n_ptr) in path._ready
+        frames_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        steady = NUM_FRAMES - 16
+        assert path.calls == NUM_FRAMES + steady and path.fallbacks == 0  # encoder every frame, step from 16
+        tracker.track(video[0][5])  # more live frames: no new graph
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames_before
+    for a, b in zip(eager, compiled):
+        assert np.array_equal(a.label_image, b.label_image)
+        for obj_id, ra in a.objects.items():
+            torch.testing.assert_close(b.objects[obj_id].logits, ra.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_tracker_with_inductor_on_cpu(model, video):
+    """Real code generation (C++ on the CPU, Triton on a GPU), one bucket: equal to eager."""
+    _, eager = run_session(model, video, frames=18, objects=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracker, compiled = run_session(model, video, frames=18, objects=1, max_objects=1, warmup=True, compile=True)
+    assert tracker._compiled.buckets == (1,)
+    assert tracker._compiled.calls == 18 + 2 and tracker._compiled.fallbacks == 0
+    for a, b in zip(eager, compiled):
+        for obj_id, ra in a.objects.items():
+            torch.testing.assert_close(b.objects[obj_id].logits, ra.logits, rtol=1e-3, atol=1e-3)

@@ -1,0 +1,79 @@
+"""The fast path on a CUDA GPU (skipped, with the reason, where there is none; CI has none).
+
+Run on a GPU machine with ``pytest test/test_gpu.py``."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_shapes_video, unit_model
+from test_fast_path import NUM_FRAMES, run_session
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+
+@pytest.fixture(scope="module")
+def video():
+    return moving_shapes_video(NUM_FRAMES + 3, 120, 160)
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+def test_a_tracked_frame_synchronises_once(video):
+    """After warm-up, a steady-state frame with three objects makes no synchronising call
+    (CUDA's sync debug mode reports every implicit one); only the results' transfer waits."""
+    tracker, _ = run_session(unit_model().cuda(), video, frames=NUM_FRAMES, warmup=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = tracker.track(video[0][NUM_FRAMES])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    assert syncs == [], syncs
+    assert len(result.objects) == 3 and result.label_image is not None
+
+
+def test_fp32_on_the_gpu_matches_the_cpu(video):
+    model = unit_model()
+    _, cpu = run_session(model, video, frames=NUM_FRAMES)
+    _, gpu = run_session(unit_model().cuda(), video, frames=NUM_FRAMES, allow_tf32=False, preprocess="pil")
+    for a, b in zip(cpu, gpu):
+        for obj_id, ra in a.objects.items():
+            rb = b.objects[obj_id]
+            assert _mask_iou(ra.mask, rb.mask) >= 0.99
+            assert abs(ra.object_score - rb.object_score) <= 1e-3 * max(abs(ra.object_score), 1.0)
+
+
+def test_compiled_on_the_gpu_matches_eager(video):
+    model = unit_model().cuda()
+    _, eager = run_session(model, video, frames=NUM_FRAMES, objects=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracker, compiled = run_session(
+            model, video, frames=NUM_FRAMES, objects=2, max_objects=2, warmup=True, compile=True
+        )
+    assert tracker._compiled.buckets == (1, 2)
+    assert tracker._compiled.fallbacks == 0 and tracker._compiled.calls > NUM_FRAMES
+    for a, b in zip(eager, compiled):
+        for obj_id, ra in a.objects.items():
+            assert _mask_iou(ra.mask, b.objects[obj_id].mask) >= 0.99
+
+
+def test_bf16_and_fp16_on_the_gpu(video):
+    model = unit_model().cuda()
+    _, fp32 = run_session(model, video, frames=10)
+    for precision in ("bf16", "fp16"):
+        _, low = run_session(model, video, frames=10, precision=precision)
+        for a, b in zip(fp32, low):
+            for obj_id, ra in a.objects.items():
+                rb = b.objects[obj_id]
+                assert rb.logits.dtype == torch.float32 and rb.mask.shape == ra.mask.shape
+                assert _mask_iou(ra.mask, rb.mask) >= 0.8, precision
