@@ -332,3 +332,34 @@ def test_error_two_frames_with_one_name(tmp_path):
     _frame(tmp_path / "JPEGImages" / "v" / "00000.png")
     with pytest.raises(DatasetError, match="share the name '00000'"):
         DavisDataset(tmp_path)
+
+
+def test_synthetic_clips_are_windows_of_longer_videos():
+    """A clip is a random window of a full-length video (objects may leave or hide before
+    it, or come back within it), with its masks as object ids."""
+    from sam2_model.training.data import ClipSource
+
+    config = SyntheticConfig(height=48, width=64, num_frames=12)
+    source = ClipSource("synthetic", 4, config, augment=None)
+    rng, replay = np.random.default_rng(5), np.random.default_rng(5)
+    clip = source.sample(rng)
+    video = generate_video(2 * int(replay.integers(2**30 - 1)), config)
+    start = int(replay.integers(0, 12 - 4 + 1))
+    assert clip.frames.shape == (4, 48, 64, 3)
+    for k in range(4):
+        assert np.array_equal(clip.frames[k], video.frames[start + k])
+        for obj_id, mask in video.masks[start + k].items():
+            assert np.array_equal(clip.masks[k] == obj_id, mask)
+
+
+def test_reappearance_windows():
+    from sam2_model.training.data import reappearance_windows
+
+    vis = [{1: 1.0, 2: 1.0}, {1: 0.5, 2: 1.0}, {1: 0.0, 2: 1.0}, {1: 0.0, 2: 1.0}, {1: 0.3, 2: 1.0}, {1: 1.0, 2: 1.0}]
+    # object 1 is gone on frames 2-3 and back on 4: windows of 5 starting at 0 or 1 hold it
+    assert reappearance_windows(vis, 5) == [0, 1]
+    assert reappearance_windows(vis, 3) == []  # too short to see it come back
+    # a video whose occluder hides an object for a stretch: some window shows it come back
+    video = generate_video(3, SyntheticConfig(height=48, width=64, num_frames=24, occlusion_prob=1.0))
+    hidden = [t for t, v in enumerate(video.visibility) if min(v.values()) == 0.0]
+    assert hidden and reappearance_windows(video.visibility, 12)

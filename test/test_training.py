@@ -52,21 +52,20 @@ def test_training_forward_equals_the_tracker():
 
 
 def _tiny_run(tmp_path, steps, **kw):
-    cfg = TrainConfig(
-        model="sam2_ros_demo",
-        image_size=64,
-        clip_length=3,
-        max_objects=2,
-        steps=steps,
-        warmup_steps=2,
-        checkpoint_every=2,
-        log_every=1,
-        device="cpu",
-        out_dir=str(tmp_path),
-        synthetic=SyntheticConfig(height=48, width=64),
-        **kw,
-    )
-    return Trainer(cfg)
+    settings = {
+        "model": "sam2_ros_demo",
+        "image_size": 64,
+        "clip_length": 3,
+        "max_objects": 2,
+        "steps": steps,
+        "warmup_steps": 2,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "device": "cpu",
+        "out_dir": str(tmp_path),
+        "synthetic": SyntheticConfig(height=48, width=64),
+    }
+    return Trainer(TrainConfig(**{**settings, **kw}))
 
 
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
@@ -163,3 +162,15 @@ def test_training_after_tracking_in_the_same_process(tmp_path):
             tracker.add_prompt(1, points=[[20, 20]], labels=[1])
     terms = trainer.train_step()
     assert np.isfinite(terms["total"])
+
+
+def test_a_step_with_nothing_to_learn_is_skipped(tmp_path):
+    """One-frame clips prompted by masks only: every output is the prompt itself (no
+    gradient); the step is counted and the weights stay."""
+    trainer = _tiny_run(
+        tmp_path, steps=2, clip_length=1, mask_prompt_prob=1.0, click_prompt_prob=0.0, box_prompt_prob=0.0
+    )
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    terms = trainer.train_step()
+    assert trainer.step == 1 and np.isfinite(terms["total"])
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())

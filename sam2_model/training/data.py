@@ -16,7 +16,7 @@ from ..data.synthetic import SyntheticConfig, generate_video
 from ..transforms import normalize_image
 from .augment import AugmentConfig, Clip, augment_clip
 
-__all__ = ["ClipSource", "clip_tensors"]
+__all__ = ["ClipSource", "clip_tensors", "reappearance_windows"]
 
 DEFAULT_AUGMENT = AugmentConfig()
 
@@ -25,11 +25,14 @@ class ClipSource:
     """Random augmented clips of ``clip_length`` frames.
 
     Args:
-        data: ``"synthetic"`` (a new synthetic video per clip) or a DAVIS-layout folder.
+        data: ``"synthetic"`` (a window of a new synthetic video per clip) or a DAVIS-layout folder.
         clip_length: frames per clip (shorter videos repeat their last frame).
         synthetic: settings of the synthetic videos.
         seed: unused here (the caller's generator drives sampling); kept for the record.
         augment: augmentation settings (``None``: no augmentation).
+        reappear_prob: synthetic data only: the chance that a clip is a window in which an
+            object visible on its first frame vanishes (hidden or out of the frame) and comes
+            back, when the video has one (re-finding objects is the hard part of tracking).
     """
 
     def __init__(
@@ -40,9 +43,13 @@ class ClipSource:
         seed: int = 0,
         augment: AugmentConfig | None = DEFAULT_AUGMENT,
         cache_videos: int = 8,
+        reappear_prob: float = 0.0,
     ) -> None:
         self.clip_length = clip_length
-        self.synthetic = dataclasses.replace(synthetic, num_frames=clip_length)
+        self.reappear_prob = reappear_prob
+        # clips are windows of longer videos, as from a real dataset: objects hidden or gone
+        # in a clip may have been seen before it or come back within it
+        self.synthetic = dataclasses.replace(synthetic, num_frames=max(synthetic.num_frames, clip_length))
         self.augment = augment
         self.dataset = None if data == "synthetic" else DavisDataset(data)
         self._cache: OrderedDict[str, VideoSample] = OrderedDict()
@@ -60,11 +67,16 @@ class ClipSource:
         if self.dataset is None:
             # even seeds only: odd seeds are held out for evaluation (see sam2_model.eval)
             video = generate_video(2 * int(rng.integers(2**30 - 1)), self.synthetic)
-            ids = np.zeros((len(video.frames), *video.frames[0].shape[:2]), dtype=np.uint8)
-            for t, per_object in enumerate(video.masks):
-                for obj_id, m in per_object.items():
-                    ids[t][m] = obj_id
-            clip = Clip(np.stack(video.frames), ids)
+            starts = list(range(len(video.frames) - self.clip_length + 1))
+            if self.reappear_prob > 0 and rng.random() < self.reappear_prob:
+                starts = reappearance_windows(video.visibility, self.clip_length) or starts
+            start = starts[int(rng.integers(len(starts)))]
+            window = range(start, start + self.clip_length)
+            ids = np.zeros((self.clip_length, *video.frames[0].shape[:2]), dtype=np.uint8)
+            for k, t in enumerate(window):
+                for obj_id, m in video.masks[t].items():
+                    ids[k][m] = obj_id
+            clip = Clip(np.stack([video.frames[t] for t in window]), ids)
         else:
             sample = self._video(self.dataset.names[int(rng.integers(len(self.dataset)))])
             n = len(sample.frames)
@@ -72,6 +84,21 @@ class ClipSource:
             idx = [min(start + i, n - 1) for i in range(self.clip_length)]
             clip = Clip(np.stack([sample.frames[i] for i in idx]), np.stack([sample.masks[i] for i in idx]))
         return augment_clip(clip, rng, self.augment) if self.augment is not None else clip
+
+
+def reappearance_windows(visibility: list[dict[int, float]], clip_length: int) -> list[int]:
+    """Start frames of the windows in which some object visible on the first frame is
+    gone (visibility 0) on a later frame and visible again after it."""
+    starts = []
+    for s in range(len(visibility) - clip_length + 1):
+        window = visibility[s : s + clip_length]
+        for obj_id, first in window[0].items():
+            vis = [v.get(obj_id, 0.0) for v in window]
+            gone = next((k for k, v in enumerate(vis) if v == 0.0), None)
+            if first > 0 and gone is not None and any(v > 0 for v in vis[gone:]):
+                starts.append(s)
+                break
+    return starts
 
 
 def clip_tensors(

@@ -27,7 +27,7 @@ from .augment import AugmentConfig
 from .clip_forward import ClipPrompt, forward_clip
 from .data import ClipSource, clip_tensors
 from .losses import LossWeights, sam2_loss
-from .prompt_sampler import PromptSampler
+from .prompt_sampler import PromptProbabilities, PromptSampler
 
 __all__ = ["TrainConfig", "Trainer", "inverse_sqrt_schedule", "param_groups"]
 
@@ -43,6 +43,10 @@ class TrainConfig:
     clip_length: int = 8  # frames per training clip
     max_objects: int = 3  # objects per clip
     second_prompt_prob: float = 0.5  # chance of a second prompted frame in a clip
+    reappear_clip_prob: float = 0.0  # synthetic data: chance of a clip where an object vanishes and comes back
+    mask_prompt_prob: float = 0.5  # a prompted frame gets the ground-truth mask ...
+    click_prompt_prob: float = 0.25  # ... a click inside it ...
+    box_prompt_prob: float = 0.25  # ... or a jittered box (normalised by the three's sum)
     correction_rounds: int = 1  # corrective-click rounds on click/box-prompted frames
     steps: int = 2000  # optimiser steps
     lr: float = 5e-4  # peak learning rate
@@ -104,8 +108,11 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.weight_decay, cfg.layer_decay))
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
-        self.sampler = PromptSampler(seed=cfg.seed)
-        self.source = ClipSource(cfg.data, cfg.clip_length, cfg.synthetic, cfg.seed, cfg.augment)
+        probs = PromptProbabilities(cfg.mask_prompt_prob, cfg.click_prompt_prob, cfg.box_prompt_prob)
+        self.sampler = PromptSampler(probs, seed=cfg.seed)
+        self.source = ClipSource(
+            cfg.data, cfg.clip_length, cfg.synthetic, cfg.seed, cfg.augment, reappear_prob=cfg.reappear_clip_prob
+        )
         self.out = Path(cfg.out_dir)
         self.weights = LossWeights()
 
@@ -209,9 +216,10 @@ class Trainer:
                         terms[name] += float(getattr(loss, name).detach())
         total = total / max(count, 1)
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        if total.requires_grad:  # not when every output is a mask prompt taken as it is
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
         self.step += 1
         return {**{k: v / max(count, 1) for k, v in terms.items()}, "lr": lr}
 
