@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Reproduce the demo model (models/sam2_ros_demo.pt) from random weights on synthetic video.
+#   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~2 h on 2 CPU cores)
+# Each stage starts from the previous stage's final.pt; an interrupted stage resumes from its
+# last.pt when the script is run again, and finished stages are skipped. The result is a model
+# of the README's quality, not a bit-identical file (thread scheduling changes float sums).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+source scripts/env.sh
+OUT="${1:-runs/demo}"
+common=(--data synthetic --model sam2_ros_demo --grad-clip 1.0 --checkpoint-every 100)
+
+stage() {  # stage NAME INIT ARGS... : train one stage into $OUT/NAME unless it is done
+  local name="$1" init="$2"
+  shift 2
+  if [ -f "$OUT/$name/final.pt" ]; then
+    echo "stage $name: done ($OUT/$name/final.pt)"
+    return
+  fi
+  echo "stage $name"
+  python -m sam2_model.training "${common[@]}" --init-checkpoint "$init" --out-dir "$OUT/$name" "$@"
+}
+
+# 1. Single frames (clip of 1): learn to segment from clicks and boxes, no memory yet.
+#    Training video from random weights collapses to empty masks; images first does not.
+stage 1_image "" --clip-length 1 --mask-prompt-prob 0 --click-prompt-prob 0.5 --box-prompt-prob 0.5 \
+    --steps 8000 --lr 1e-3
+# 2. The SAM 2 recipe: clips of 8 frames, mask/click/box prompts 50/25/25, corrective clicks.
+stage 2_video "$OUT/1_image/final.pt" --clip-length 8 --steps 1500 --lr 5e-4 --warmup-steps 50
+# 3. Longer clips, then clips in which an object vanishes and comes back (re-detection).
+stage 3_clip10 "$OUT/2_video/final.pt" --clip-length 10 --steps 600 --lr 3e-4 --warmup-steps 50
+stage 4_reappear "$OUT/3_clip10/final.pt" --clip-length 10 --reappear-clip-prob 0.5 \
+    --steps 900 --lr 3e-4 --warmup-steps 50
+# 5. Whole 24-frame videos: the long hides and late re-appearances of the evaluation videos.
+stage 5_full "$OUT/4_reappear/final.pt" --clip-length 24 --steps 600 --lr 3e-4 --warmup-steps 20
+
+mkdir -p models
+cp "$OUT/5_full/final.pt" models/sam2_ros_demo.pt
+python -m sam2_model.eval --checkpoint models/sam2_ros_demo.pt --videos 30
