@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the demo model (models/sam2_ros_demo.pt) from random weights on synthetic video.
-#   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~2.5 h on 2 CPU cores)
+#   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~3 h on 2 CPU cores)
 # Each stage starts from the previous stage's final.pt; an interrupted stage resumes from its
 # last.pt when the script is run again, and finished stages are skipped. The result is a model
 # of the README's quality, not a bit-identical file (thread scheduling changes float sums).
@@ -38,7 +38,9 @@ stage 5_full "$OUT/4_reappear/final.pt" --clip-length 24 --steps 600 --lr 3e-4 -
 #    20% boxes; a second prompted frame in 20% of the clips).
 stage 6_clicks "$OUT/5_full/final.pt" --clip-length 24 --steps 600 --lr 2e-4 --warmup-steps 20 \
     --second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2
+stage 7_clicks_lowlr "$OUT/6_clicks/final.pt" --clip-length 24 --steps 400 --lr 1.5e-4 --warmup-steps 20 \
+    --second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2
 
 mkdir -p models
-cp "$OUT/6_clicks/final.pt" models/sam2_ros_demo.pt
+cp "$OUT/7_clicks_lowlr/final.pt" models/sam2_ros_demo.pt
 python -m sam2_model.eval --checkpoint models/sam2_ros_demo.pt --videos 30

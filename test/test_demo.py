@@ -28,7 +28,7 @@ def test_demo_model_is_small_and_in_the_official_format():
 # less a margin for float-summation differences between machines. The target of the demo
 # model is J&F >= 0.85 (issue 5); the committed model does not reach it yet, so this guards
 # what it does reach and fails if a change to the model, tracker or metrics degrades it.
-MEASURED_JF_30_VIDEOS = 0.814
+MEASURED_JF_30_VIDEOS = 0.820
 
 
 def test_demo_model_keeps_its_measured_quality_on_held_out_videos():
