@@ -2,14 +2,16 @@
 # Reproduce the demo model (models/sam2_ros_demo.pt) from random weights on synthetic video.
 #   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~3 h on 2 CPU cores)
 # Each stage starts from the previous stage's final.pt; an interrupted stage resumes from its
-# last.pt when the script is run again, and finished stages are skipped. The result is a model
-# of the README's quality, not a bit-identical file (thread scheduling changes float sums).
+# last.pt when the script is run again, and finished stages are skipped. The committed model was
+# trained stage by stage with these settings, not by one run of this script: expect a model of
+# about the README's quality, never a bit-identical file (thread scheduling changes float sums).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source scripts/env.sh
 OUT="${1:-runs/demo}"
 common=(--data synthetic --model sam2_ros_demo --grad-clip 1.0 --checkpoint-every 100)
+demo_prompts=(--second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2)
 
 stage() {  # stage NAME INIT ARGS... : train one stage into $OUT/NAME unless it is done
   local name="$1" init="$2"
@@ -37,9 +39,9 @@ stage 5_full "$OUT/4_reappear/final.pt" --clip-length 24 --steps 600 --lr 3e-4 -
 # 6. Prompts as the demo gives them: mostly one click on the first frame (60% clicks, 20% masks,
 #    20% boxes; a second prompted frame in 20% of the clips).
 stage 6_clicks "$OUT/5_full/final.pt" --clip-length 24 --steps 600 --lr 2e-4 --warmup-steps 20 \
-    --second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2
+    "${demo_prompts[@]}"
 stage 7_clicks_lowlr "$OUT/6_clicks/final.pt" --clip-length 24 --steps 400 --lr 1.5e-4 --warmup-steps 20 \
-    --second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2
+    "${demo_prompts[@]}"
 
 mkdir -p models
 cp "$OUT/7_clicks_lowlr/final.pt" models/sam2_ros_demo.pt

@@ -72,11 +72,7 @@ class ClipSource:
                 starts = reappearance_windows(video.visibility, self.clip_length) or starts
             start = starts[int(rng.integers(len(starts)))]
             window = range(start, start + self.clip_length)
-            ids = np.zeros((self.clip_length, *video.frames[0].shape[:2]), dtype=np.uint8)
-            for k, t in enumerate(window):
-                for obj_id, m in video.masks[t].items():
-                    ids[k][m] = obj_id
-            clip = Clip(np.stack([video.frames[t] for t in window]), ids)
+            clip = Clip(np.stack([video.frames[t] for t in window]), np.stack([video.label_map(t) for t in window]))
         else:
             sample = self._video(self.dataset.names[int(rng.integers(len(self.dataset)))])
             n = len(sample.frames)
