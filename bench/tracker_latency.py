@@ -8,6 +8,11 @@ its frames and ours alternate, so load on the host hits both alike. Latency is t
 per-frame time once the memory bank is full (frames >= --warmup).
 
     python bench/tracker_latency.py --image-size 512 --objects 1 4 8
+    python bench/tracker_latency.py --precision bf16     # both sides under bf16 autocast
+
+With ``--precision bf16`` our tracker runs with ``precision="bf16"`` and every call into the
+official predictor runs inside ``torch.autocast("cpu", torch.bfloat16)``: the same precision on
+both sides (on CPUs with AMX or AVX512-BF16, oneDNN runs the bf16 matrix products natively).
 """
 
 from __future__ import annotations
@@ -49,11 +54,14 @@ def make_video(num_frames: int, h: int, w: int, num_objects: int, seed: int = 0)
     return frames, clicks
 
 
-def run_interleaved(ref, ours, frame_dir: Path, frames, clicks, warmup: int) -> tuple[list[float], list[float]]:
+def run_interleaved(
+    ref, ours, frame_dir: Path, frames, clicks, warmup: int, precision: str
+) -> tuple[list[float], list[float]]:
     """Frame t of the official, then frame t of ours: host noise hits both alike."""
-    tracker = SAM2Tracker(ours, fill_hole_area=0)
+    tracker = SAM2Tracker(ours, fill_hole_area=0, precision=precision)
     official_times, our_times = [], []
-    with warnings.catch_warnings():
+    amp = precision == "bf16"
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         warnings.simplefilter("ignore")
         state = ref.init_state(video_path=str(frame_dir))
         for k, click in enumerate(clicks):
@@ -82,6 +90,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--warmup", type=int, default=16, help="frames before the memory bank is full")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="both sides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -102,12 +111,12 @@ def main() -> None:
                 Image.fromarray(img).save(frame_dir / f"{t:05d}.jpg", quality=95)
             decoded = [np.asarray(Image.open(frame_dir / f"{t:05d}.jpg").convert("RGB")) for t in range(args.frames)]
             with torch.inference_mode():
-                official, mine = run_interleaved(ref, ours, frame_dir, decoded, clicks, args.warmup)
+                official, mine = run_interleaved(ref, ours, frame_dir, decoded, clicks, args.warmup, args.precision)
             rows.append((n, statistics.median(official), statistics.median(mine)))
             print(f"{n} objects: official {rows[-1][1] * 1e3:.0f} ms, ours {rows[-1][2] * 1e3:.0f} ms", flush=True)
 
     print(
-        f"\n{args.model} at {args.image_size}x{args.image_size}, {args.threads} threads, fp32, CPU, "
+        f"\n{args.model} at {args.image_size}x{args.image_size}, {args.threads} threads, {args.precision}, CPU, "
         f"median over frames {args.warmup}..{args.frames - 1}"
     )
     print("| objects | official ms/frame | ours ms/frame | speed-up |")

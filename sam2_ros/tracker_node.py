@@ -296,6 +296,7 @@ class TrackerNode(LifecycleNode):
         values = {
             "rate_hz": f"{s.rate_hz:.2f}",
             "latency_ms": f"{s.last_latency_ms:.1f}",
+            "processing_ms": f"{s.processing_ms:.1f}",
             "frames_received": s.frames_received,
             "frames_processed": s.frames_processed,
             "frames_dropped": s.frames_dropped,

@@ -68,12 +68,22 @@ class WorkerStats:
     frames_dropped: int = 0  # replaced while waiting, never tracked
     frames_failed: int = 0
     last_latency_ms: float = 0.0  # received -> results published
-    processed_times: deque = field(default_factory=lambda: deque(maxlen=60))
+    processed_times: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic, when published
+    busy_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # tracking + publishing, per frame
 
     @property
     def rate_hz(self) -> float:
+        """Frames published per second over the last 60: the output rate (at most the input's;
+        pauses in the input count)."""
         t = self.processed_times
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+    @property
+    def processing_ms(self) -> float:
+        """Mean time the worker spends on one frame (tracking and publishing), last 60 frames:
+        ``1000 / processing_ms`` is the rate the node could sustain."""
+        b = self.busy_seconds
+        return 1e3 * sum(b) / len(b) if b else 0.0
 
 
 class TrackerWorker:
@@ -183,6 +193,7 @@ class TrackerWorker:
                 self._process(job)
 
     def _process(self, job: FrameJob) -> None:
+        start = time.monotonic()
         try:
             result = self.tracker.track(job.image)
         except Exception as err:  # a bad frame must not stop the node
@@ -201,6 +212,7 @@ class TrackerWorker:
         now = time.monotonic()
         self.stats.last_latency_ms = (now - job.received) * 1e3
         self.stats.processed_times.append(now)
+        self.stats.busy_seconds.append(now - start)
 
     # ------------------------------------------------------------ control jobs
     def _frame_for_stamp(self, stamp_ns: int) -> tuple[int, object]:

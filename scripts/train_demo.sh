@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the demo model (models/sam2_ros_demo.pt) from random weights on synthetic video.
 #   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~3 h on 2 CPU cores)
+# Environment: MODEL_OUT (where the final model is copied; default models/sam2_ros_demo.pt),
+# EVAL_VIDEOS (held-out videos evaluated at the end; default 30), STEPS (every stage runs this
+# many steps instead of its own: a smoke run of the whole chain, as test_training.py does).
 # Each stage starts from the previous stage's final.pt; an interrupted stage resumes from its
 # last.pt when the script is run again, and finished stages are skipped. The committed model was
 # trained stage by stage with these settings, not by one run of this script: expect a model of
@@ -10,6 +13,12 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source scripts/env.sh
 OUT="${1:-runs/demo}"
+MODEL_OUT="${MODEL_OUT:-models/sam2_ros_demo.pt}"
+EVAL_VIDEOS="${EVAL_VIDEOS:-30}"
+override=()
+if [ -n "${STEPS:-}" ]; then
+    override=(--steps "$STEPS")  # the last --steps wins
+fi
 common=(--data synthetic --model sam2_ros_demo --grad-clip 1.0 --checkpoint-every 100)
 demo_prompts=(--second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2)
 
@@ -21,7 +30,8 @@ stage() {  # stage NAME INIT ARGS... : train one stage into $OUT/NAME unless it 
     return
   fi
   echo "stage $name"
-  python -m sam2_model.training "${common[@]}" --init-checkpoint "$init" --out-dir "$OUT/$name" "$@"
+  python -m sam2_model.training "${common[@]}" --init-checkpoint "$init" --out-dir "$OUT/$name" "$@" \
+        "${override[@]}"
 }
 
 # 1. Single frames (clip of 1): learn to segment from clicks and boxes, no memory yet.
@@ -43,6 +53,6 @@ stage 6_clicks "$OUT/5_full/final.pt" --clip-length 24 --steps 600 --lr 2e-4 --w
 stage 7_clicks_lowlr "$OUT/6_clicks/final.pt" --clip-length 24 --steps 400 --lr 1.5e-4 --warmup-steps 20 \
     "${demo_prompts[@]}"
 
-mkdir -p models
-cp "$OUT/7_clicks_lowlr/final.pt" models/sam2_ros_demo.pt
-python -m sam2_model.eval --checkpoint models/sam2_ros_demo.pt --videos 30
+mkdir -p "$(dirname "$MODEL_OUT")"
+cp "$OUT/7_clicks_lowlr/final.pt" "$MODEL_OUT"
+python -m sam2_model.eval --checkpoint "$MODEL_OUT" --videos "$EVAL_VIDEOS"

@@ -170,6 +170,29 @@ def test_worker_survives_a_failing_publisher(video):
     assert len(errors) == 3 and "broken publisher" in errors[0]
 
 
+def test_worker_measures_its_processing_time(video):
+    """processing_ms is the time spent per frame, not the time between frames: a slow
+    publisher (50 ms) shows in it, long pauses in the input do not."""
+    frames, _ = video
+    published = []
+
+    def publish(job, result):
+        time.sleep(0.05)
+        published.append(job)
+
+    worker = TrackerWorker(SAM2Tracker(unit_model()), publish, lambda msg: None)
+    worker.start()
+    try:
+        for t in range(3):
+            worker.submit_frame(FrameJob(frames[t], t + 1, None, time.monotonic()))
+            _wait_for(lambda t=t: len(published) == t + 1)
+            time.sleep(0.3)  # the input pauses
+    finally:
+        worker.stop()
+    assert 50 <= worker.stats.processing_ms < 300
+    assert worker.stats.rate_hz < 1e3 / 300  # the output rate includes the pauses
+
+
 def test_worker_answers_prompts_while_frames_flood(video):
     frames, _ = video
     published = []

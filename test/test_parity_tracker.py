@@ -78,8 +78,9 @@ def _prompt_args(action: Action, masks) -> dict:
     return {"mask": masks[action.frame][action.obj_id]}
 
 
-def run_ours(pair, frames, masks) -> Record:
-    tracker = SAM2Tracker(pair.ours, fill_hole_area=0)  # the official skips holes without its CUDA op
+def run_ours(pair, frames, masks, precision: str = "fp32") -> Record:
+    # fill_hole_area=0: the official skips hole filling without its CUDA op
+    tracker = SAM2Tracker(pair.ours, fill_hole_area=0, precision=precision)
     rec = Record()
     for t, img in enumerate(frames):
         result = tracker.track(img)
@@ -115,10 +116,10 @@ def _official_answer(ref, state, obj_id: int, t: int, video_logits: torch.Tensor
     return Answer((video_logits > 0).numpy(), float(out["object_score_logits"]), out["pred_masks"][0, 0])
 
 
-def run_official(pair, frame_dir, masks) -> Record:
+def run_official(pair, frame_dir, masks, autocast_bf16: bool = False) -> Record:
     ref = pair.ref
     rec = Record()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
         warnings.simplefilter("ignore")
         state = ref.init_state(video_path=str(frame_dir))
         for t in range(NUM_FRAMES):
@@ -203,6 +204,32 @@ def test_retracking_after_past_prompts_matches_official(pair, video, bias):
     assert sorted(ours.retracked) == sorted(ref.retracked) == [(3, 11), (3, 12), (4, 13), (4, 14)]
     for key in ours.retracked:
         _compare(ours.retracked[key], ref.retracked[key], f"re-tracked object/frame {key}", check_mask=False)
+
+
+def test_bf16_session_matches_official_under_autocast(pair_factory, video):
+    """The same session in bf16: ours with ``precision="bf16"``, the official inside
+    ``torch.autocast("cpu", torch.bfloat16)`` (the GPU issue's bar: mask IoU >= 0.98 per
+    object and frame). The masks must also differ from the fp32 ones somewhere, or this
+    would not be testing bf16 at all."""
+    pair = pair_factory("sam2.1_hiera_tiny")
+    frame_dir, frames, masks = video
+    with object_score_bias(pair, 8.0), torch.inference_mode():
+        ours = run_ours(pair, frames, masks, precision="bf16")
+        ref = run_official(pair, frame_dir, masks, autocast_bf16=True)
+    fp32_ours, _ = records(pair, video, 8.0)
+    assert len(ours.frames) == len(ref.frames) == NUM_FRAMES
+    ious, low_diff = [], 0.0
+    for t, (o_frame, r_frame) in enumerate(zip(ours.frames, ref.frames)):
+        assert sorted(o_frame) == sorted(r_frame), f"objects on frame {t}"
+        for obj_id in o_frame:
+            iou = _iou(o_frame[obj_id].mask, r_frame[obj_id].mask)
+            assert iou >= 0.98, f"bf16 mask IoU {iou:.4f} at frame {t}, object {obj_id}"
+            assert o_frame[obj_id].score > 0 and r_frame[obj_id].score > 0, f"presence at frame {t}, object {obj_id}"
+            ious.append(iou)
+            low_diff = max(low_diff, rel_err(o_frame[obj_id].low, fp32_ours.frames[t][obj_id].low))
+    for (action, o), (_, r) in zip(ours.prompts, ref.prompts):
+        assert _iou(o.mask, r.mask) >= 0.98, f"bf16 prompt answer {action}"
+    assert low_diff > 1e-4, "bf16 logits equal the fp32 ones: autocast did not take effect"
 
 
 def test_session_is_not_trivial(pair, video):

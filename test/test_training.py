@@ -15,7 +15,7 @@ from sam2_model import SAM2Tracker, build_sam2, load_checkpoint
 from sam2_model.data.synthetic import SyntheticConfig
 from sam2_model.training import TrainConfig, Trainer
 from sam2_model.training.augment import AugmentConfig, Clip, augment_clip
-from sam2_model.training.cli import build_parser
+from sam2_model.training.cli import build_parser, config_from_args, main
 from sam2_model.training.clip_forward import ClipPrompt, forward_clip
 from sam2_model.training.trainer import inverse_sqrt_schedule, param_groups
 from sam2_model.transforms import points_to_model, preprocess_image
@@ -144,10 +144,28 @@ def test_augmentations():
 
 
 def test_cli_maps_flags_to_the_config():
-    args = vars(build_parser().parse_args(["--data", "/d", "--steps", "7", "--lr", "1e-4", "--amp", "false"]))
-    cfg = TrainConfig(**args)
+    args = build_parser().parse_args(["--data", "/d", "--steps", "7", "--lr", "1e-4", "--amp", "false"])
+    cfg = config_from_args(args)
     assert cfg.data == "/d" and cfg.steps == 7 and cfg.lr == 1e-4 and cfg.amp is False
     assert cfg.model == "sam2_ros_demo"
+    assert cfg.synthetic == SyntheticConfig() and cfg.augment == AugmentConfig()
+
+
+def test_cli_sets_synthetic_and_augment_settings():
+    argv = ["--synthetic-num-distractors", "2", "--synthetic-hide-frames", "4", "7", "--augment-mosaic-prob", "0.25"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert cfg.synthetic.num_distractors == 2 and cfg.synthetic.hide_frames == (4, 7)
+    assert cfg.augment.mosaic_prob == 0.25
+    assert cfg.synthetic.crossing_prob == SyntheticConfig().crossing_prob  # the rest keep their defaults
+
+
+def test_cli_rejects_bad_settings_naming_them(capsys):
+    with pytest.raises(SystemExit):
+        main(["--synthetic-crossing-prob", "1.5", "--steps", "0"])
+    assert "SyntheticConfig.crossing_prob" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--amp", "maybe"])
+    assert "expected true or false" in capsys.readouterr().err
 
 
 def test_training_after_tracking_in_the_same_process(tmp_path):
