@@ -25,6 +25,7 @@ from sam2_model.data.synthetic import SyntheticConfig, generate_video
 from sam2_model.eval.metrics import score_sequence
 from sam2_model.eval.synthetic import click_inside, heldout_seed
 
+from .conversions import stamp_to_ns
 from .demo import _digest, _executable, frame_digests, start_process, wait_until
 from .msg import TrackedObjectArray
 from .srv import AddPrompt
@@ -42,10 +43,6 @@ def _full_mask(obj, hw: tuple[int, int]) -> np.ndarray:
         crop = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]
         mask[b.y_offset : b.y_offset + b.height, b.x_offset : b.x_offset + b.width] = crop == 255
     return mask
-
-
-def _stamp(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class DemoSession:
@@ -79,17 +76,18 @@ class DemoSession:
         index = self.index_of.get(_digest(bytes(msg.data)))
         if index is not None:
             with self.lock:
-                self.frame_of_stamp[_stamp(msg.header)] = index
+                self.frame_of_stamp[stamp_to_ns(msg.header.stamp)] = index
 
     def _on_objects(self, msg: TrackedObjectArray) -> None:
         with self.lock:
-            self.objects[_stamp(msg.header)] = msg
-            self.arrivals[_stamp(msg.header)] = time.monotonic()
+            stamp = stamp_to_ns(msg.header.stamp)
+            self.objects[stamp] = msg
+            self.arrivals[stamp] = time.monotonic()
 
     def _on_overlay(self, msg: Image) -> None:
         pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
         with self.lock:
-            self.overlays[_stamp(msg.header)] = pixels.reshape(msg.height, msg.width, 3).copy()
+            self.overlays[stamp_to_ns(msg.header.stamp)] = pixels.reshape(msg.height, msg.width, 3).copy()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

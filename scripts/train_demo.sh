@@ -3,7 +3,7 @@
 #   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~3 h on 2 CPU cores)
 # Environment: MODEL_OUT (where the final model is copied; default models/sam2_ros_demo.pt),
 # EVAL_VIDEOS (held-out videos evaluated at the end; default 30), STEPS (every stage runs this
-# many steps instead of its own: a smoke run of the whole chain, as test_training.py does).
+# many steps instead of its own: a smoke run of the whole chain, as test_demo.py does).
 # Each stage starts from the previous stage's final.pt; an interrupted stage resumes from its
 # last.pt when the script is run again, and finished stages are skipped. The committed model was
 # trained stage by stage with these settings, not by one run of this script: expect a model of

@@ -25,6 +25,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from sam2_ros.conversions import stamp_to_ns  # noqa: E402
 from sam2_ros.msg import TrackedObjectArray  # noqa: E402
 from sam2_ros.srv import AddPrompt, RemoveObject  # noqa: E402
 
@@ -106,13 +107,13 @@ class Session:
 
     def result_for(self, stamp):
         for m in reversed(list(self.objects)):
-            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp:
+            if stamp_to_ns(m.header.stamp) == stamp:
                 return m
         return None
 
     def mask_for(self, stamp):
         for m in reversed(list(self.masks)):
-            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp:
+            if stamp_to_ns(m.header.stamp) == stamp:
                 return m
         return None
 
@@ -224,19 +225,17 @@ def test_overlay_when_subscribed(client, session):
     session.feed(1)
     assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40, text="disc")).success
     first = session.stamp(session.t)  # frames from here on are tracked with the object
-
-    def _after_prompt():
-        return [m for m in list(overlay) if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec >= first]
-
+    after_prompt = []
     for _ in range(50):  # the subscription takes a moment to be matched
         session.feed()
-        if _after_prompt():
+        after_prompt = [m for m in list(overlay) if stamp_to_ns(m.header.stamp) >= first]
+        if after_prompt:
             break
-    assert _after_prompt(), "no overlay received"
-    msg = _after_prompt()[-1]
+    assert after_prompt, "no overlay received"
+    msg = after_prompt[-1]
     assert msg.encoding == "rgb8" and (msg.height, msg.width) == (H, W) and msg.header.frame_id == "camera"
     pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(H, W, 3)
-    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    stamp = stamp_to_ns(msg.header.stamp)
     frame = session.frames[(stamp - session.stamp0) // 50_000_000 % len(session.frames)]
     assert not np.array_equal(pixels, frame)  # masks and boxes drawn on the input
 
@@ -334,7 +333,7 @@ def test_a_flood_of_frames_leaves_no_backlog(client, session, node):
     processed = list(session.objects)[before:]
     assert node.alive()
     assert 0 < len(processed) < 200  # frames were dropped, not queued
-    last = processed[-1].header.stamp.sec * 1_000_000_000 + processed[-1].header.stamp.nanosec
+    last = stamp_to_ns(processed[-1].header.stamp)
     assert last in stamps[-3:]  # the newest frame wins: no backlog
     diag = client.received["/diagnostics"]
     client.wait_for(lambda: diag and _diag_value(diag[-1], "frames_dropped") > 0, timeout=5, what="diagnostics")

@@ -218,14 +218,13 @@ def test_bf16_session_matches_official_under_autocast(pair_factory, video):
         ref = run_official(pair, frame_dir, masks, autocast_bf16=True)
     fp32_ours, _ = records(pair, video, 8.0)
     assert len(ours.frames) == len(ref.frames) == NUM_FRAMES
-    ious, low_diff = [], 0.0
+    low_diff = 0.0
     for t, (o_frame, r_frame) in enumerate(zip(ours.frames, ref.frames)):
         assert sorted(o_frame) == sorted(r_frame), f"objects on frame {t}"
         for obj_id in o_frame:
             iou = _iou(o_frame[obj_id].mask, r_frame[obj_id].mask)
             assert iou >= 0.98, f"bf16 mask IoU {iou:.4f} at frame {t}, object {obj_id}"
             assert o_frame[obj_id].score > 0 and r_frame[obj_id].score > 0, f"presence at frame {t}, object {obj_id}"
-            ious.append(iou)
             low_diff = max(low_diff, rel_err(o_frame[obj_id].low, fp32_ours.frames[t][obj_id].low))
     for (action, o), (_, r) in zip(ours.prompts, ref.prompts):
         assert _iou(o.mask, r.mask) >= 0.98, f"bf16 prompt answer {action}"
