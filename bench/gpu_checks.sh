@@ -1,43 +1,56 @@
 #!/usr/bin/env bash
 # The GPU checks of the fast path in one go, most important first; every step writes its
-# results under $OUT as soon as it finishes (a step that fails does not stop the others).
+# results under $OUT as soon as it finishes (a step that fails does not stop the others,
+# and no step starts after the budget).
 #   OUT=bench/out bash bench/gpu_checks.sh
 # Needs: PyTorch with CUDA, pytest, and the official sam2==1.1.0 (+ hydra-core, iopath)
-# importable (PYTHONPATH). Budget: about 9 minutes on an H100.
+# importable (PYTHONPATH). Budget: BUDGET seconds (default 540), about that on an H100.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-bench/out}"
 mkdir -p "$OUT"
+LOG="$OUT/checks.log"  # every step's summary (the device tool brings back at most 8 files)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 T0=$(date +%s)
 left() { local l=$((${BUDGET:-540} - ($(date +%s) - T0))); echo $((l > 1 ? l : 1)); }
-step() { echo "== $* (t=$(($(date +%s) - T0)) s)"; }
+step() { echo "== $* (t=$(($(date +%s) - T0)) s)" | tee -a "$LOG"; }
+fps() { python3 bench/gpu_fps.py --deadline "$(left)" --out "$OUT/fps.jsonl" "$@" 2>&1 | grep -v "it/s\]"; }
+F="${FRAMES:-300}"
 
 step "machine"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-  python3 -c 'import torch, sam2; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } 2>&1 | tee "$OUT/machine.txt"
+  python3 -c 'import torch, sam2; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } 2>&1 | tee -a "$LOG"
 
-step "parity per precision"
-python3 bench/gpu_parity.py --out "$OUT/parity.json" 2>&1 | grep -v "it/s\]" | tail -20 | tee "$OUT/parity.txt"
+step "CUDA graph tests"
+timeout "$(left)" python3 -m pytest -q -p no:cacheprovider test/test_gpu.py -k "graph and not compile" 2>&1 |
+  tail -15 | tee -a "$LOG"
 
-step "speed: tiny and large, official and eager"
-python3 bench/gpu_fps.py --models sam2.1_hiera_tiny --modes official eager --objects 1 4 8 16 \
-  --frames "${FRAMES:-300}" --deadline "$(left)" --out "$OUT/fps.jsonl" 2>&1 | grep -v "it/s\]" | tee "$OUT/fps_tiny.txt"
-python3 bench/gpu_fps.py --models sam2.1_hiera_large --modes official eager --objects 1 8 \
-  --frames "${FRAMES:-300}" --deadline "$(left)" --out "$OUT/fps.jsonl" 2>&1 | grep -v "it/s\]" | tee "$OUT/fps_large.txt"
+step "speed: tiny, ours (CUDA graphs, eager) and the official"
+{ fps --models sam2.1_hiera_tiny --modes graphs --objects 1 4 8 16 --frames "$F"
+  fps --models sam2.1_hiera_tiny --modes eager --objects 1 8 --frames "$F"
+  fps --models sam2.1_hiera_tiny --modes official --objects 1 8 --frames $((F / 2)); } | tee -a "$LOG"
 
-step "speed: compiled"
-python3 bench/gpu_fps.py --models sam2.1_hiera_tiny --modes compiled --objects 1 8 \
-  --frames "${FRAMES:-300}" --deadline "$(left)" --out "$OUT/fps.jsonl" 2>&1 | grep -v "it/s\]" | tee "$OUT/fps_compiled.txt"
+step "speed: large"
+{ fps --models sam2.1_hiera_large --modes graphs --objects 1 8 --frames "$F"
+  fps --models sam2.1_hiera_large --modes official --objects 1 --frames $((F / 2)); } | tee -a "$LOG"
 
-step "tests on the GPU"
-timeout "$(left)" python3 -m pytest -q -p no:cacheprovider test/test_gpu.py 2>&1 | tail -25 | tee "$OUT/test_gpu.txt"
+step "parity: bf16 vs the official (PIL, device preprocessing, CUDA graphs)"
+timeout "$(left)" python3 bench/gpu_parity.py --skip fp32 --out "$OUT/parity.json" 2>&1 | grep -v "it/s\]" |
+  tail -5 | tee -a "$LOG"
 
-step "memory over a long stream"
-timeout "$(left)" python3 bench/gpu_fps.py --models sam2.1_hiera_tiny --objects 4 --soak "${SOAK:-3000}" \
-  --out "$OUT/fps.jsonl" 2>&1 | tail -3 | tee "$OUT/soak.txt"
+step "memory over a long stream (CUDA graphs, 4 objects)"
+timeout "$(left)" python3 bench/gpu_fps.py --models sam2.1_hiera_tiny --modes graphs --objects 4 \
+  --soak "${SOAK:-10000}" --out "$OUT/fps.jsonl" 2>&1 | tail -2 | tee -a "$LOG"
 
-step "speed: compiled large (if time is left)"
-python3 bench/gpu_fps.py --models sam2.1_hiera_large --modes compiled --objects 1 \
-  --frames "${FRAMES:-300}" --deadline "$(left)" --out "$OUT/fps.jsonl" 2>&1 | grep -v "it/s\]" | tee "$OUT/fps_compiled_large.txt"
+step "speed: small and base_plus"
+{ fps --models sam2.1_hiera_small sam2.1_hiera_base_plus --modes graphs official --objects 1 --frames $((F / 2))
+  fps --models sam2.1_hiera_small sam2.1_hiera_base_plus --modes graphs --objects 8 --frames $((F / 2)); } |
+  tee -a "$LOG"
+
+step "the other GPU tests"
+timeout "$(left)" python3 -m pytest -q -p no:cacheprovider test/test_gpu.py -k "not (graph and not compile)" 2>&1 |
+  tail -15 | tee -a "$LOG"
+
+step "speed: compiled + CUDA graphs (if time is left)"
+fps --models sam2.1_hiera_tiny --modes compiled_graphs --objects 1 8 --frames "$F" | tee -a "$LOG"
 step "done"

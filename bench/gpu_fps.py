@@ -10,8 +10,11 @@ fills), then times ``--frames`` frames one by one, each ending with the masks on
 Reported: frames per second, p50/p99 latency, peak GPU memory, and ours/official ratios.
 
     python bench/gpu_fps.py --models sam2.1_hiera_tiny sam2.1_hiera_large \\
-        --objects 1 4 8 16 --modes official eager compiled --frames 300 --out fps.jsonl
-    python bench/gpu_fps.py --soak 10000 --models sam2.1_hiera_tiny --objects 1   # memory
+        --objects 1 4 8 16 --modes official eager graphs compiled --frames 300 --out fps.jsonl
+    python bench/gpu_fps.py --soak 10000 --modes graphs --objects 4   # memory over a long stream
+
+Modes of ours: ``eager``, ``compiled`` (``torch.compile``), ``graphs`` (CUDA graphs),
+``compiled_graphs`` (both).
 Runs go in the order given; ``--deadline`` stops starting new ones after that many seconds
 (results so far are kept in ``--out``, one JSON line per run).
 """
@@ -77,6 +80,7 @@ def summarize(times: list[float]) -> dict[str, float]:
 def run_ours(tracker: SAM2Tracker, frames, clicks, n: int, warmup: int, timed: int) -> dict:
     tracker.reset()
     calls = tracker._compiled.calls if tracker._compiled is not None else 0
+    replays = tracker._graphs.replays if tracker._graphs is not None else 0
     tracker.track(frames[0])
     for k in range(n):
         tracker.add_prompt(k + 1, points=[clicks[k]], labels=[1])
@@ -93,6 +97,8 @@ def run_ours(tracker: SAM2Tracker, frames, clicks, n: int, warmup: int, timed: i
     extra = {"warmup_s": tracker.warmup_seconds, "visible_last_frame": visible}
     if tracker._compiled is not None:
         extra.update(compiled_calls=tracker._compiled.calls - calls, fallbacks=tracker._compiled.fallbacks)
+    if tracker._graphs is not None:
+        extra.update(graph_replays=tracker._graphs.replays - replays, graphs_captured=tracker._graphs.captures)
     return {**summarize(times), "peak_gib": _cuda("max_memory_allocated") / 2**30, **extra}
 
 
@@ -119,10 +125,20 @@ def run_official(predictor, state, clicks, n: int, warmup: int, timed: int) -> d
     return {**summarize(times), "peak_gib": _cuda("max_memory_allocated") / 2**30}
 
 
-def soak(model, frames, clicks, n: int, total: int) -> dict:
+# mode -> tracker options (all bf16)
+MODES = {
+    "eager": {},
+    "compiled": {"compile": True},
+    "graphs": {"cuda_graphs": True},
+    "compiled_graphs": {"compile": True, "cuda_graphs": True},
+}
+
+
+def soak(model, frames, clicks, n: int, total: int, mode: str) -> dict:
     """GPU memory over a long stream: allocated and peak bytes sampled 20 times."""
     every = max(total // 20, 1)
-    tracker = SAM2Tracker(model, precision="bf16", max_objects=max(n, 1))
+    tracker = SAM2Tracker(model, precision="bf16", max_objects=max(n, 1), **MODES[mode])
+    tracker.warmup(buckets=(bucket_size(n),))
     tracker.track(frames[0])
     for k in range(n):
         tracker.add_prompt(k + 1, points=[clicks[k]], labels=[1])
@@ -135,6 +151,7 @@ def soak(model, frames, clicks, n: int, total: int) -> dict:
     first, last = samples[1], samples[-1]  # from frame 2*every: memory bank full
     return {
         "frames": total,
+        "soak_mode": mode,
         "seconds": time.perf_counter() - start,
         "allocated_mib": [s[1] for s in samples],
         "growth_mib": last[1] - first[1],
@@ -147,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["sam2.1_hiera_tiny"], choices=sorted(OFFICIAL_CONFIG_FILES))
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--modes", nargs="+", default=["official", "eager", "compiled"])
+    parser.add_argument("--modes", nargs="+", default=["official", "eager", "graphs"], choices=["official", *MODES])
     parser.add_argument("--frames", type=int, default=300, help="timed frames per run")
     parser.add_argument("--warmup", type=int, default=20, help="frames tracked before timing")
     parser.add_argument("--image-size", type=int, default=1024)
@@ -174,7 +191,8 @@ def main() -> None:
             ours = build_sam2(name, ckpt, device=dev, image_size=args.image_size)
             if args.soak:
                 row = {"model": name, "mode": "soak", "objects": args.objects[0], "device": device}
-                row.update(soak(ours, frames, clicks, args.objects[0], args.soak))
+                mode = next((m for m in args.modes if m != "official"), "eager")
+                row.update(soak(ours, frames, clicks, args.objects[0], args.soak, mode))
                 print(json.dumps(row), file=out, flush=True)
                 print(row, flush=True)
                 continue
@@ -187,9 +205,7 @@ def main() -> None:
                     _cuda("empty_cache")
                 if mode != "official" and time.monotonic() - began < args.deadline:
                     try:
-                        tracker = SAM2Tracker(
-                            ours, precision="bf16", compile=mode == "compiled", max_objects=max(args.objects)
-                        )
+                        tracker = SAM2Tracker(ours, precision="bf16", max_objects=max(args.objects), **MODES[mode])
                         buckets = tuple(sorted({bucket_size(n) for n in args.objects}))
                         print(f"{name} {mode}: warm-up {tracker.warmup(buckets):.1f} s", flush=True)
                     except Exception as exc:
@@ -222,7 +238,8 @@ def main() -> None:
                     )
             del ref, ours, state, tracker
             _cuda("empty_cache")
-    print_table(rows, device)
+    if rows:
+        print_table(rows, device)
 
 
 def official_state(predictor, frames: list[np.ndarray], tmp: Path):

@@ -6,8 +6,8 @@
    object score within 1e-3 relative).
 2. bf16: ours under bf16 autocast vs the official SAM2VideoPredictor under bf16 autocast on
    the same JPEG frames (3 objects clicked on frame 0, 100 frames): mask IoU per object and
-   frame (bar 0.98), with PIL preprocessing (the official loader's pixels) and with the
-   on-device preprocessing.
+   frame (bar 0.98), with PIL preprocessing (the official loader's pixels), with the
+   on-device preprocessing, and with that and CUDA graphs (``cuda_graphs=True``).
 
     python bench/gpu_parity.py --out parity.json
 """
@@ -116,8 +116,11 @@ def bf16_vs_official(name: str, size: int, num_frames: int, objects: int = 3) ->
                 official[t] = {i: ((masks[j, 0] > 0).cpu().numpy(), 0.0) for j, i in enumerate(ids)}
         del ref, state
         ours = build_sam2(name, ckpt, image_size=size, device=DEV)
-        for mode in ("pil", "device"):
-            tracker = SAM2Tracker(ours, precision="bf16", fill_hole_area=0, preprocess=mode)
+        for mode in ("pil", "device", "graphs") if DEV == "cuda" else ("pil", "device"):
+            opts = {"preprocess": "device", "cuda_graphs": True} if mode == "graphs" else {"preprocess": mode}
+            tracker = SAM2Tracker(ours, precision="bf16", fill_hole_area=0, **opts)
+            if mode == "graphs":
+                tracker.warmup(buckets=(1, 4))  # the objects' first frames run uncaptured, then bucket 4
             mine = []
             for t, img in enumerate(decoded):
                 res = tracker.track(img)

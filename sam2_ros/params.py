@@ -47,6 +47,11 @@ PARAMS: tuple[ParamSpec, ...] = (
         False,
         "torch.compile the model at configure (warm-up of minutes on a GPU; faster frames after)",
     ),
+    ParamSpec(
+        "cuda_graphs",
+        True,
+        "Replay CUDA graphs of the per-frame work, captured at configure (CUDA only; ignored on the CPU)",
+    ),
     ParamSpec("max_objects", 32, "Most objects tracked at once", int_range=(1, 255, 1)),
     ParamSpec("history_frames", 60, "Past frames a prompt can refer to (by stamp)", int_range=(8, 1000, 1)),
     ParamSpec("max_conditioning_frames", 16, "Prompted frames kept per object", int_range=(2, 256, 1)),
@@ -89,6 +94,7 @@ class NodeParams:
     precision: str
     image_size: int
     compile: bool
+    cuda_graphs: bool
     max_objects: int
     history_frames: int
     max_conditioning_frames: int

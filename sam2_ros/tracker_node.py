@@ -86,6 +86,7 @@ class TrackerNode(LifecycleNode):
             precision = (
                 params.precision if params.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
             )
+            graphs = params.cuda_graphs and device.type == "cuda"
             start = time.monotonic()
             model = build_sam2(
                 params.model_config, params.checkpoint or None, device=device, image_size=params.image_size or None
@@ -99,6 +100,7 @@ class TrackerNode(LifecycleNode):
                 non_overlap_masks=params.non_overlap_masks,
                 precision=precision,
                 compile=params.compile,
+                cuda_graphs=graphs,
             )
             loaded = time.monotonic() - start
             if params.compile:
@@ -108,7 +110,8 @@ class TrackerNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
         self._params = params
-        self._device = f"{device} ({precision}{', compiled' if params.compile else ''})"
+        extras = "".join(f", {name}" for name, on in (("compiled", params.compile), ("CUDA graphs", graphs)) if on)
+        self._device = f"{device} ({precision}{extras})"
         self._warmup_seconds = warmup
         self._worker = TrackerWorker(tracker, self._publish_frame, self.get_logger().warning)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -194,3 +194,71 @@ def test_compiled_tracker_with_inductor_on_cpu(model, video):
     for a, b in zip(eager, compiled):
         for obj_id, ra in a.objects.items():
             torch.testing.assert_close(b.objects[obj_id].logits, ra.logits, rtol=1e-3, atol=1e-3)
+
+
+# ---------------------------------------------------------------- CUDA graphs (CPU side)
+# ops that read device data on the host or give data-dependent shapes: a CUDA graph
+# cannot capture them
+_HOST_ROUND_TRIPS = {"_local_scalar_dense", "nonzero", "is_nonzero", "equal", "masked_select", "unique", "item"}
+
+
+class _OpLog(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bad: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        bool_index = name == "index" and any(t is not None and t.dtype == torch.bool for t in args[1])
+        if name in _HOST_ROUND_TRIPS or bool_index:
+            self.bad.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_captured_functions_make_no_host_round_trip(model):
+    """What the CUDA graphs capture (encoder with normalisation, tracking step, results)
+    reads nothing back to the host and has fixed output shapes."""
+    from sam2_model.tracker.graphs import _encode_pixels
+    from sam2_model.tracker.steps import result_tensors, tracking_step
+
+    with torch.inference_mode():
+        pixels = torch.randint(0, 256, (128, 128, 3), dtype=torch.uint8)
+        tokens, n_ptr = steady_state_layout(model, TrackerOptions())
+        memory = torch.randn(2, tokens, model.config.mem_dim)
+        log = _OpLog()
+        with log:
+            f, pos, hr0, hr1 = _encode_pixels(model)(pixels)
+            out = tracking_step(model, f, pos, hr0, hr1, memory, memory, n_ptr, torch.bfloat16)
+            result_tensors(out[0], out[1][:, 0], out[2], torch.tensor([1, 7]), (96, 128), 8, True, False)
+        assert log.bad == []
+        probe = _OpLog()  # the check sees what it must refuse
+        with probe:
+            torch.ones(3).nonzero()
+            _ = float(torch.ones(1).sum())
+            _ = torch.ones(3)[torch.ones(3) > 0]
+        assert len(probe.bad) == 3, probe.bad
+
+
+def test_cuda_graphs_need_a_gpu(model):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the graphs are tested in test_gpu.py")
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        SAM2Tracker(model, cuda_graphs=True)
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        TrackerOptions(cuda_graphs=True, compile=True, compile_mode="reduce-overhead")
+
+
+def test_label_image_higher_id_wins_and_wide_ids():
+    """The label image (computed as a max over objects, so it can be captured) gives
+    overlaps to the higher id, and switches to int32 for ids above 255."""
+    from sam2_model.tracker.steps import result_tensors
+
+    raw = torch.full((3, 1, 8, 8), -5.0)
+    raw[0, 0, :4] = 5.0  # rows 0-3
+    raw[1, 0, 2:6] = 5.0  # rows 2-5
+    raw[2, 0, 7] = 5.0  # row 7
+    for ids, wide in (([3, 9, 200], False), ([3, 9, 300], True)):
+        out = result_tensors(raw, torch.zeros(3), torch.zeros(3), torch.tensor(ids), (8, 8), 0, False, wide)
+        label = out[4]
+        assert label.dtype == (torch.int32 if wide else torch.uint8)
+        assert label[0, 0] == 3 and label[3, 0] == 9 and label[5, 0] == 9 and label[6, 0] == 0 and label[7, 0] == ids[2]

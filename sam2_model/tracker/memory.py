@@ -17,7 +17,7 @@ from torch import Tensor
 from ..modeling.sam2 import SAM2Model
 from .state import ObjectState
 
-__all__ = ["MemoryLayout", "gather_memory", "memory_context_frames", "stack_memory"]
+__all__ = ["MemoryLayout", "gather_memory", "memory_context_frames", "stack_memory", "to_device_async"]
 
 
 @dataclass
@@ -64,41 +64,65 @@ def gather_memory(obj: ObjectState, t: int, num_maskmem: int, max_pointers: int,
     return MemoryLayout(spatial, pointers)
 
 
-def _offsets_tensor(offsets: list[list[int]], device: torch.device) -> Tensor:
-    """Pointer offsets ``[B, K]`` on the device; to a GPU through pinned memory,
-    asynchronously (no synchronisation)."""
-    t = torch.tensor(offsets)
+def to_device_async(values: list, device: torch.device) -> Tensor:
+    """A small integer tensor made from ``values`` on ``device``; to a GPU through pinned
+    memory, asynchronously (no synchronisation)."""
+    t = torch.tensor(values)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
 
 
+def _spatial_pos(
+    model: SAM2Model, slots: tuple[tuple[int, ...], ...], memory_pos: Tensor, cache: dict | None
+) -> Tensor:
+    """Encoding ``[B, S*hw, C_mem]`` of B objects' spatial memories in ``slots`` (per object)."""
+    key = (slots, memory_pos.device, memory_pos.dtype)
+    if cache is not None and key in cache:
+        return cache[key]
+    pos_tokens = memory_pos.flatten(2).transpose(1, 2)  # BCHW -> B(HW)C
+    per_object = [torch.cat([pos_tokens + model.memory_slot_encoding(s) for s in obj], dim=1) for obj in slots]
+    enc = torch.cat(per_object)  # [B, S*hw, Cm]
+    if cache is not None:
+        if len(cache) >= 64:  # unusual slot patterns: start over rather than grow
+            cache.clear()
+        cache[key] = enc
+    return enc
+
+
 def stack_memory(
-    model: SAM2Model, layouts: list[MemoryLayout], memory_pos: Tensor, max_pointers: int
+    model: SAM2Model,
+    layouts: list[MemoryLayout],
+    memory_pos: Tensor,
+    max_pointers: int,
+    pos_cache: dict | None = None,
 ) -> tuple[Tensor, Tensor, int]:
     """Memory tokens of a batch of objects with the same layout key.
 
     Args:
         layouts: one per object, all with the same :attr:`MemoryLayout.key`.
         memory_pos: the spatial memories' position encoding ``[1, C_mem, h, w]``.
+        pos_cache: a dict kept by the caller to reuse spatial encodings across frames.
     Returns:
         memory ``[B, M, C_mem]``, its encoding ``[B, M, C_mem]`` and the number of pointer
         tokens at the end.
     """
     device = memory_pos.device
-    pos_tokens = memory_pos.flatten(2).transpose(1, 2)  # BCHW -> B(HW)C
+    b, s = len(layouts), len(layouts[0].spatial)
     mems, poss = [], []
-    for slot_idx in range(len(layouts[0].spatial)):
-        # fp32 before the concatenation: autocast refuses bf16 memories next to fp16
-        slot_mems = torch.cat([lay.spatial[slot_idx][1].float() for lay in layouts]).to(device)  # [B, Cm, h, w]
-        mems.append(slot_mems.flatten(2).transpose(1, 2))  # BCHW -> B(HW)C
-        slots = [lay.spatial[slot_idx][0] for lay in layouts]
-        enc = torch.cat([pos_tokens + model.memory_slot_encoding(s) for s in slots])  # [B, hw, Cm]
-        poss.append(enc)
+    if s:
+        with torch.autocast(device.type, enabled=False):  # fp16 autocast refuses to concatenate bf16
+            spatial = torch.cat([m for lay in layouts for _, m in lay.spatial])  # [B*S, Cm, h, w], object-major
+        cm = spatial.shape[1]
+        spatial = spatial.reshape(b, s, cm, -1).transpose(2, 3)  # (B S) Cm h w -> B S (hw) Cm
+        mems.append(spatial.to(device, torch.float32, memory_format=torch.contiguous_format).reshape(b, -1, cm))
+        slots = tuple(tuple(slot for slot, _ in lay.spatial) for lay in layouts)
+        poss.append(_spatial_pos(model, slots, memory_pos, pos_cache))
     num_ptr_tokens = 0
     if layouts[0].pointers:
-        ptrs = torch.stack([torch.cat([p for _, p in lay.pointers]) for lay in layouts])  # [B, K, C]
-        offsets = _offsets_tensor([[d for d, _ in lay.pointers] for lay in layouts], device)
+        k = len(layouts[0].pointers)
+        ptrs = torch.cat([p for lay in layouts for _, p in lay.pointers]).reshape(b, k, -1)  # (B K) C -> B K C
+        offsets = to_device_async([[d for d, _ in lay.pointers] for lay in layouts], device)
         tokens, tokens_pos = model.pointer_tokens(ptrs.to(device), offsets, max_pointers)
         mems.append(tokens.float())
         poss.append(tokens_pos.float())

@@ -41,6 +41,9 @@ class TrackerOptions:
     compile: bool = False  # torch.compile the image encoder and the tracking step (see warmup())
     compile_mode: str = "default"  # torch.compile mode; "reduce-overhead" uses CUDA graphs
     compile_backend: str = "inductor"  # torch.compile backend ("aot_eager": no code generation)
+    # replay CUDA graphs of the image encoder, the tracking step (steady-state memory, per
+    # object bucket) and the results; captured by warmup() (CUDA only)
+    cuda_graphs: bool = False
     allow_tf32: bool = True  # TF32 matrix products and convolutions in fp32 on CUDA
 
     def __post_init__(self) -> None:
@@ -60,6 +63,11 @@ class TrackerOptions:
             raise ValueError(f"preprocess: must be one of {list(PREPROCESS)}, got {self.preprocess!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode: must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}")
+        if self.cuda_graphs and self.compile and self.compile_mode in ("reduce-overhead", "max-autotune"):
+            raise ValueError(
+                f"cuda_graphs: compile_mode {self.compile_mode!r} makes its own CUDA graphs; "
+                "use 'default' or 'max-autotune-no-cudagraphs' with cuda_graphs"
+            )
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> TrackerOptions:

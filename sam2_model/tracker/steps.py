@@ -18,7 +18,7 @@ from ..image_predictor import PREV_LOGITS_CLAMP
 from ..modeling.sam2 import HeadsOutput, ImageFeatures, SAM2Model
 from ..prompts import Prompt
 from ..transforms import logits_to_image, mask_to_model, points_to_model
-from .memory import MemoryLayout, gather_memory, stack_memory
+from .memory import MemoryLayout, gather_memory, stack_memory, to_device_async
 from .options import TrackerOptions
 from .postprocess import fill_holes, non_overlap
 from .results import ObjectResult
@@ -29,6 +29,7 @@ __all__ = [
     "eager_step",
     "encode_memories",
     "frame_results",
+    "result_tensors",
     "to_host",
     "track_objects",
     "tracking_step",
@@ -119,10 +120,12 @@ def track_objects(
     objs: list[ObjectState],
     t: int,
     step: StepFn = eager_step,
+    pos_cache: dict | None = None,
 ) -> tuple[dict[int, FrameOutput], dict[int, Tensor]]:
     """Track objects on frame ``t`` from their memories, batched by memory layout.
 
     ``feats`` holds one image (batch 1); the objects' memories for ``t-6 .. t-1`` must exist.
+    ``pos_cache`` (a dict the caller keeps) reuses memory encodings across frames.
     Returns each object's output and its new memory ``[1, C_mem, h, w]``.
     """
     c = model.config
@@ -135,7 +138,7 @@ def track_objects(
     memory_pos = _memory_pos(model, feats.features.device)
     for group in groups.values():
         layouts = [lay for _, lay in group]
-        memory, pos, n_ptr = stack_memory(model, layouts, memory_pos, opts.max_object_pointers)
+        memory, pos, n_ptr = stack_memory(model, layouts, memory_pos, opts.max_object_pointers, pos_cache)
         logits, scores, iou, ptr, mem = step(model, opts, feats, memory, pos, n_ptr)
         for i, (o, _) in enumerate(group):
             outputs[o.obj_id] = FrameOutput(
@@ -275,34 +278,68 @@ def _boxes(masks: Tensor) -> Tensor:
     return torch.stack((x0, y0, x1, y1), dim=1)
 
 
-def _label_image(masks: Tensor, ids: list[int]) -> Tensor:
+def _label_image(masks: Tensor, ids: Tensor, wide: bool) -> Tensor:
     """``[H, W]`` object ids (0 background; overlaps: the higher id) from ``masks``
-    ``[B, H, W]`` of the increasing ``ids``; uint8 when every id fits, else int32."""
-    dtype = torch.uint8 if ids[-1] <= 255 else torch.int32
-    label = torch.zeros(masks.shape[1:], dtype=dtype, device=masks.device)
-    for k, obj_id in enumerate(ids):
-        label.masked_fill_(masks[k], obj_id)
-    return label
+    ``[B, H, W]`` of the increasing ``ids`` ``[B]``; int32 when ``wide``, else uint8."""
+    labelled = masks.to(torch.int32) * ids.to(torch.int32)[:, None, None]  # [B, H, W]
+    return labelled.amax(dim=0).to(torch.int32 if wide else torch.uint8)
+
+
+def result_tensors(
+    raw: Tensor,
+    scores: Tensor,
+    ious: Tensor,
+    ids: Tensor,
+    image_hw: tuple[int, int],
+    fill_hole_area: int,
+    non_overlap_masks: bool,
+    wide: bool,
+) -> tuple[Tensor, ...]:
+    """The device half of :func:`frame_results` (fixed shapes, no synchronisation).
+
+    Args:
+        raw: low-res logits ``[B, 1, h, w]`` of the objects ``ids`` ``[B]`` (increasing).
+        scores, ious: object-score logits and predicted IoU ``[B]``.
+        wide: the label image needs int32 (an id above 255).
+    Returns:
+        masks ``[B, H, W]`` bool, hole-filled logits ``[B, h, w]``, areas ``[B]``, boxes
+        ``[B, 4]``, the label image ``[H, W]``, scores and IoU ``[B]``.
+    """
+    filled = fill_holes(raw, fill_hole_area)
+    video = logits_to_image(filled, image_hw)
+    if non_overlap_masks:
+        video = non_overlap(video)
+    masks = video[:, 0] > 0  # [B, H, W]
+    return masks, filled[:, 0], masks.sum(dim=(1, 2)), _boxes(masks), _label_image(masks, ids, wide), scores, ious
+
+
+# (raw, scores, ious, ids, image_hw, wide) -> result_tensors' outputs
+ResultsFn = Callable[[Tensor, Tensor, Tensor, Tensor, tuple[int, int], bool], tuple[Tensor, ...]]
 
 
 def frame_results(
-    opts: TrackerOptions, frame_index: int, image_hw: tuple[int, int], outputs: dict[int, FrameOutput]
+    opts: TrackerOptions,
+    frame_index: int,
+    image_hw: tuple[int, int],
+    outputs: dict[int, FrameOutput],
+    compute: ResultsFn | None = None,
 ) -> tuple[dict[int, ObjectResult], np.ndarray]:
     """Per-object results at the frame's size (hole filling, optional non-overlap) and the
-    label image ``[H, W]``, computed where the model runs and brought back in one transfer."""
+    label image ``[H, W]``, computed where the model runs (by ``compute``, default
+    :func:`result_tensors`) and brought back in one transfer."""
     if not outputs:
         return {}, np.zeros(image_hw, dtype=np.uint8)
     ids = sorted(outputs)
     raw = torch.cat([outputs[i].raw_logits for i in ids])  # [B, 1, h, w]
-    filled = fill_holes(raw, opts.fill_hole_area)
-    video = logits_to_image(filled, image_hw)
-    if opts.non_overlap_masks:
-        video = non_overlap(video)
-    masks = video[:, 0] > 0  # [B, H, W]
     scores = torch.cat([outputs[i].object_score.reshape(1) for i in ids])
     ious = torch.cat([outputs[i].iou.reshape(1) for i in ids])
-    host = to_host(masks, filled[:, 0], masks.sum(dim=(1, 2)), _boxes(masks), _label_image(masks, ids), scores, ious)
-    masks_np, low, areas, boxes, label, scores, ious = host
+    ids_t = to_device_async(ids, raw.device)
+    wide = ids[-1] > 255
+    if compute is None:
+        tensors = result_tensors(raw, scores, ious, ids_t, image_hw, opts.fill_hole_area, opts.non_overlap_masks, wide)
+    else:
+        tensors = compute(raw, scores, ious, ids_t, image_hw, wide)
+    masks_np, low, areas, boxes, label, scores, ious = to_host(*tensors)
     masks_np, areas, boxes = masks_np.numpy(), areas.tolist(), boxes.tolist()
     results = {}
     for k, obj_id in enumerate(ids):

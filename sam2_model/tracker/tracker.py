@@ -23,11 +23,12 @@ from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..prompts import validate_image, validate_prompt
 from ..transforms import normalize_image, resize_image_tensor
 from .compiled import CompiledPath, steady_state_layout
+from .graphs import GraphPath
 from .memory import memory_context_frames
 from .options import PRECISIONS, TrackerOptions
 from .results import FrameResult, ObjectResult, ObjectStats, TrackerStats
 from .state import BufferedFrame, CondMemory, FrameOutput, HistoryBuffer, ObjectState
-from .steps import apply_prompt, eager_step, encode_memories, frame_results, to_host, track_objects
+from .steps import StepFn, apply_prompt, eager_step, encode_memories, frame_results, to_host, track_objects
 
 __all__ = ["SAM2Tracker"]
 
@@ -63,6 +64,10 @@ class SAM2Tracker:
         self._compiled: CompiledPath | None = None
         if self.options.compile:
             self._compiled = CompiledPath(self.model, self.options, backend=self.options.compile_backend)
+        self._graphs: GraphPath | None = None
+        if self.options.cuda_graphs:  # raises unless the model is on a GPU
+            self._graphs = GraphPath(self.model, self.options, compiled=self._compiled)
+        self._pos_cache: dict = {}  # memory encodings reused across frames
         self._lock = threading.RLock()
         self._objects: dict[int, ObjectState] = {}
         self._history = HistoryBuffer(self.options.history_frames)
@@ -97,14 +102,18 @@ class SAM2Tracker:
     def warmup(self, buckets: tuple[int, ...] | None = None) -> float:
         """Prepare the tracker before the first live frame: with ``compile``, compile the
         image encoder and the tracking step for the object ``buckets`` (default: every
-        bucket up to ``max_objects``; this takes minutes on a GPU); otherwise run the model
-        once so that lazy initialisation (CUDA context, kernels) does not land on a live
-        frame. The tracker's state is not touched. Returns the seconds it took."""
+        bucket up to ``max_objects``; this takes minutes on a GPU); with ``cuda_graphs``,
+        capture them (seconds); otherwise run the model once so that lazy initialisation
+        (CUDA context, kernels) does not land on a live frame. The tracker's state is not
+        touched. Returns the seconds it took."""
         start = time.monotonic()
         with self._lock:
             if self._compiled is not None:
                 self._compiled.warmup(self._autocast, buckets=buckets)
-            else:
+            if self._graphs is not None:
+                with self._autocast():
+                    self._graphs.warmup(buckets=buckets)
+            elif self._compiled is None:
                 with self._autocast():
                     s, dev = self.model.image_size, self.model.device
                     feats = self.model.encode_image(torch.randn(1, 3, s, s, device=dev))
@@ -124,9 +133,12 @@ class SAM2Tracker:
             frame = self._buffer_frame(t, image)
             feats = self._encode(frame)
             objs = list(self._objects.values())
-            step = self._compiled.step if self._compiled is not None else eager_step
-            outputs, memories = track_objects(self.model, self.options, feats, objs, t, step) if objs else ({}, {})
-            results, label = frame_results(self.options, t, frame.image_hw, outputs)
+            step = self._step_fn()
+            outputs, memories = (
+                track_objects(self.model, self.options, feats, objs, t, step, self._pos_cache) if objs else ({}, {})
+            )
+            compute = self._graphs.results if self._graphs is not None else None
+            results, label = frame_results(self.options, t, frame.image_hw, outputs, compute)
             # commit
             self._history.append(frame)
             self._cache = (t, feats)
@@ -257,8 +269,18 @@ class SAM2Tracker:
         pixels = resize_image_tensor(src, size)
         return BufferedFrame.store_on_device(t, pixels, (image.shape[0], image.shape[1]))
 
+    def _step_fn(self) -> StepFn:
+        if self._graphs is not None:
+            return self._graphs.step
+        return self._compiled.step if self._compiled is not None else eager_step
+
     def _encode(self, frame: BufferedFrame) -> ImageFeatures:
-        x = normalize_image(frame.model_pixels(self.model.image_size), self.model.device)[None]
+        pixels = frame.model_pixels(self.model.image_size)
+        if self._graphs is not None and isinstance(pixels, torch.Tensor):
+            feats = self._graphs.encode(pixels)
+            if feats is not None:
+                return feats
+        x = normalize_image(pixels, self.model.device)[None]
         if self._compiled is not None:
             return self._compiled.encode(x)
         return self.model.encode_image(x)
@@ -347,8 +369,7 @@ class SAM2Tracker:
                 continue  # prompted frames keep their answer
             self._rebuild_memories(obj, memory_context_frames(t, self.model.config.num_maskmem))
             feats = self._features(t)
-            step = self._compiled.step if self._compiled is not None else eager_step
-            outputs, memories = track_objects(self.model, self.options, feats, [obj], t, step)
+            outputs, memories = track_objects(self.model, self.options, feats, [obj], t, self._step_fn())
             self._store(obj, t, outputs[obj.obj_id], memories[obj.obj_id])
             for f in [f for f in obj.memories if f < t - self.model.config.num_maskmem + 1]:
                 del obj.memories[f]
