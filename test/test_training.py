@@ -51,6 +51,42 @@ def test_training_forward_equals_the_tracker():
         torch.testing.assert_close(got, want[t - 1], rtol=1e-4, atol=1e-4)
 
 
+def test_a_batch_of_clips_equals_the_clips_one_by_one():
+    """Clips batched in one forward (objects of several clips, each on its own frames) give
+    what each clip gives alone, for clicks, boxes and masks, with a correction round."""
+    model = unit_model()  # eval mode: no dropout, so both runs compute the same function
+    size = model.image_size
+    clips = [moving_shapes_video(5, H, W, seed=s)[0] for s in (1, 2)]
+    images = [torch.cat([preprocess_image(f, size) for f in frames]) for frames in clips]
+    gen = torch.Generator().manual_seed(0)
+    mask = (torch.rand(size, size, generator=gen) > 0.7).float()
+
+    def click(x: float, y: float) -> ClipPrompt:
+        return ClipPrompt(torch.tensor([[x, y]]), torch.tensor([1]), None)
+
+    box = ClipPrompt(torch.tensor([[10.0, 12.0], [70.0, 80.0]]), torch.tensor([2, 3]), None)
+    per_clip = [
+        {0: [click(30.0, 40.0), box], 3: [click(50.0, 60.0), ClipPrompt(None, None, mask)]},
+        {0: [ClipPrompt(None, None, mask)], 3: [click(90.0, 20.0)]},
+    ]
+
+    def correction(t, logits):  # a negative click at the same spot for every object
+        return [((5.0, 6.0), 0)] * logits.shape[0]
+
+    alone = [forward_clip(model, im, p, correction, 1) for im, p in zip(images, per_clip)]
+    batched_prompts = {t: per_clip[0][t] + per_clip[1][t] for t in (0, 3)}
+    batched = forward_clip(model, torch.stack(images), batched_prompts, correction, 1, clip_of=[0, 0, 1])
+    assert [s.frame for s in batched.steps] == [s.frame for s in alone[0].steps]
+    for i, step in enumerate(batched.steps):
+        want = alone[0].steps[i].objects + alone[1].steps[i].objects
+        assert len(step.objects) == 3
+        for got, ref in zip(step.objects, want):
+            torch.testing.assert_close(got.logits, ref.logits, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(got.object_score_logits, ref.object_score_logits, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="clip_of"):
+        forward_clip(model, torch.stack(images), batched_prompts)
+
+
 def _tiny_run(tmp_path, steps, **kw):
     settings = {
         "model": "sam2_ros_demo",
@@ -79,6 +115,18 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
     trainer.sampler.rng.bit_generator.state = sampler_state
     after = trainer.train_step()["total"]
     assert after < before
+
+
+def test_a_step_over_a_batch_of_clips_lowers_the_loss(tmp_path):
+    trainer = _tiny_run(tmp_path, steps=10, lr=1e-3, grad_clip=10.0, batch_clips=3)
+    torch.manual_seed(0)
+    states = (trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state)
+    before = trainer.train_step()["total"]
+    trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state = states
+    after = trainer.train_step()["total"]
+    assert after < before
+    with pytest.raises(ValueError, match="batch_clips"):
+        TrainConfig(batch_clips=0)
 
 
 def test_checkpoints_load_and_an_interrupted_run_resumes_exactly(tmp_path):

@@ -1,6 +1,7 @@
-"""A differentiable forward pass of SAM 2 over a training clip.
+"""A differentiable forward pass of SAM 2 over training clips.
 
-One clip, several objects batched (each with its own memory): prompted frames are decoded
+One or several clips of the same length, their objects batched (each with its own memory,
+each seeing its own clip's frames; the clips share their prompted frames): prompted frames are decoded
 without memory from their prompts, the other frames are tracked from the memories of the
 prompted frames and of up to 6 previous frames, with object pointers, exactly as at
 inference (`sam2_model.tracker`), but keeping every tensor in the autograd graph.
@@ -112,6 +113,26 @@ def _corrected(prompt: ClipPrompt, click: tuple[np.ndarray, int]) -> ClipPrompt:
     return ClipPrompt(torch.cat((prompt.points, point)), torch.cat((prompt.labels, lab)), None)
 
 
+def _frame_features(feats_all: ImageFeatures, t: int, rows: Tensor | None, num_objects: int) -> ImageFeatures:
+    """Each object's features on frame ``t``: ``[B, ...]`` (``rows``: the objects' rows in
+    ``feats_all`` for frame 0, one per object; ``None``: one clip, every object sees row t)."""
+    if rows is None:
+        return ImageFeatures(
+            feats_all.features[t : t + 1],
+            feats_all.pos[t : t + 1],
+            (feats_all.high_res[0][t : t + 1], feats_all.high_res[1][t : t + 1]),
+        ).expand(num_objects)
+    idx = rows + t
+    hr0, hr1 = feats_all.high_res
+    return ImageFeatures(feats_all.features[idx], feats_all.pos[idx], (hr0[idx], hr1[idx]))
+
+
+def _one(feats: ImageFeatures, k: int) -> ImageFeatures:
+    """Object ``k``'s features ``[1, ...]``."""
+    hr0, hr1 = feats.high_res
+    return ImageFeatures(feats.features[k : k + 1], feats.pos[k : k + 1], (hr0[k : k + 1], hr1[k : k + 1]))
+
+
 def forward_clip(
     model: SAM2Model,
     images: Tensor,
@@ -120,35 +141,40 @@ def forward_clip(
     correction_rounds: int = 0,
     max_pointers: int = 16,
     binarize_prompted: bool = False,
+    clip_of: list[int] | None = None,
 ) -> ClipOutput:
-    """Run SAM 2 over a clip for a batch of objects, keeping the autograd graph.
+    """Run SAM 2 over a clip (or a batch of clips) for a batch of objects, keeping the
+    autograd graph.
 
     Args:
         model: the model (in train mode for training).
-        images: normalised frames ``[T, 3, S, S]``.
+        images: normalised frames ``[T, 3, S, S]``, or ``[N, T, 3, S, S]`` for N clips.
         prompts: prompted frame -> one :class:`ClipPrompt` per object (frame 0 must be one).
         correction: ``(frame, low_res_logits [B, 1, h, w]) -> [((x, y), label) per object]``
             (model-input pixels) giving the next corrective click, or ``None`` to stop.
         correction_rounds: extra click rounds on prompted frames (not on mask prompts).
         binarize_prompted: encode prompted frames' memories from the binarised mask, as at
             inference (training uses the sigmoid, as SAM 2's training does).
+        clip_of: with N clips, the clip of each object (``[B]`` indices into N).
     Returns:
         every frame's (and correction round's) outputs, in processing order.
     """
+    if images.dim() == 4:
+        images = images[None]
+    n, num_frames = images.shape[0], images.shape[1]
+    num_objects = len(prompts[min(prompts)])
+    if n > 1 and (clip_of is None or len(clip_of) != num_objects):
+        raise ValueError(f"clip_of: need one clip index per object ({num_objects}) with {n} clips, got {clip_of!r}")
+    rows = None if n == 1 else torch.as_tensor(clip_of, device=images.device) * num_frames
     out = ClipOutput()
-    feats_all = model.encode_image(images)
-    num_frames = images.shape[0]
+    feats_all = model.encode_image(images.flatten(0, 1))  # N T 3 S S -> (N T) 3 S S
     bank: list[tuple[int, bool, Tensor, Tensor]] = []
     size = model.image_size
     for t in range(num_frames):
-        feats = ImageFeatures(
-            feats_all.features[t : t + 1],
-            feats_all.pos[t : t + 1],
-            (feats_all.high_res[0][t : t + 1], feats_all.high_res[1][t : t + 1]),
-        )
+        feats = _frame_features(feats_all, t, rows, num_objects)  # [B, ...]
         if t in prompts:
             frame_prompts = prompts[t]
-            objects = [_prompt_heads(model, feats, p, None) for p in frame_prompts]
+            objects = [_prompt_heads(model, _one(feats, k), p, None) for k, p in enumerate(frame_prompts)]
             out.steps.append(FrameStep(t, objects, prompted=True))
             for _ in range(correction_rounds if correction is not None else 0):
                 logits = torch.cat([o.logits for o in objects]).detach()
@@ -159,17 +185,15 @@ def forward_clip(
                 for k, (p, click) in enumerate(zip(frame_prompts, clicks)):
                     if p.mask is None and click is not None:  # mask prompts are not corrected
                         p = _corrected(p, click)
-                        objects[k] = _prompt_heads(model, feats, p, objects[k].logits.detach())
+                        objects[k] = _prompt_heads(model, _one(feats, k), p, objects[k].logits.detach())
                     updated.append(p)
                 frame_prompts = updated
                 out.steps.append(FrameStep(t, list(objects), prompted=True))
             is_cond = True
         else:
-            b = bank[0][2].shape[0]
-            f = feats.expand(b)
             memory, memory_pos, n_ptr = _memory_tokens(model, bank, t, max_pointers)
-            pix = model.condition_on_memory(f.features, f.pos, memory, memory_pos, n_ptr)
-            heads = model.forward_heads(pix, f.high_res, multimask=model.use_multimask(False, 0))
+            pix = model.condition_on_memory(feats.features, feats.pos, memory, memory_pos, n_ptr)
+            heads = model.forward_heads(pix, feats.high_res, multimask=model.use_multimask(False, 0))
             objects = _split(heads)
             out.steps.append(FrameStep(t, objects, prompted=False))
             is_cond = False
@@ -177,7 +201,7 @@ def forward_clip(
         scores = torch.cat([o.object_score_logits for o in objects])
         high = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
         binarize = binarize_prompted and is_cond
-        mem, _ = model.encode_memory(feats.expand(len(objects)).features, high, scores, binarize=binarize)
+        mem, _ = model.encode_memory(feats.features, high, scores, binarize=binarize)
         bank.append((t, is_cond, mem, torch.cat([o.obj_ptr for o in objects])))
         # keep what later frames can still use: prompted frames, the last 15 pointers
         bank = [e for e in bank if e[1] or e[0] > t - max_pointers]

@@ -41,6 +41,7 @@ class TrainConfig:
     image_size: int = 0  # model input size (0 = the configuration's)
     data: str = "synthetic"  # "synthetic" or a folder in the DAVIS layout
     clip_length: int = 8  # frames per training clip
+    batch_clips: int = 1  # clips per optimiser step (their objects run as one batch)
     max_objects: int = 3  # objects per clip
     second_prompt_prob: float = 0.5  # chance of a second prompted frame in a clip
     reappear_clip_prob: float = 0.0  # synthetic data: chance of a clip where an object vanishes and comes back
@@ -63,6 +64,12 @@ class TrainConfig:
     log_every: int = 10
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # synthetic video settings
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # clip augmentations
+
+    def __post_init__(self) -> None:
+        if self.batch_clips < 1:
+            raise ValueError(f"batch_clips: must be >= 1, got {self.batch_clips}")
+        if self.clip_length < 1:
+            raise ValueError(f"clip_length: must be >= 1, got {self.clip_length}")
 
 
 def param_groups(model: SAM2Model, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
@@ -177,13 +184,23 @@ class Trainer:
             prompts[t] = per_object
         return prompts
 
-    def train_step(self) -> dict[str, float]:
-        """Sample a clip, run it, and take one optimiser step; returns the loss terms."""
-        cfg, model = self.cfg, self.model
-        gt = None
-        while gt is None or gt.shape[1] == 0:  # need an object visible on the first frame
+    def _sample_clip(self) -> tuple[Tensor, Tensor]:
+        """A clip's frames ``[T, 3, S, S]`` and masks ``[T, K, S, S]`` with K >= 1 objects
+        visible on its first frame."""
+        while True:
             clip = self.source.sample(self.rng)
-            images, gt = clip_tensors(clip, model.image_size, cfg.max_objects, self.rng, self.device)
+            images, gt = clip_tensors(clip, self.model.image_size, self.cfg.max_objects, self.rng, self.device)
+            if gt.shape[1] > 0:
+                return images, gt
+
+    def train_step(self) -> dict[str, float]:
+        """Sample ``batch_clips`` clips, run them, and take one optimiser step; returns the
+        loss terms (means over objects and frames)."""
+        cfg, model = self.cfg, self.model
+        clips = [self._sample_clip() for _ in range(cfg.batch_clips)]
+        images = torch.stack([im for im, _ in clips])  # [N, T, 3, S, S]
+        gt = torch.cat([g for _, g in clips], dim=1)  # [T, B, S, S]: the clips' objects in a row
+        clip_of = [i for i, (_, g) in enumerate(clips) for _ in range(g.shape[1])]
         frames = [0]
         if cfg.clip_length > 1 and self.rng.random() < cfg.second_prompt_prob:
             frames.append(int(self.rng.integers(1, cfg.clip_length)))
@@ -196,7 +213,7 @@ class Trainer:
         lr = self._lr()
         autocast = self.device.type == "cuda" and cfg.amp
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = forward_clip(model, images, prompts, correction, cfg.correction_rounds)
+            out = forward_clip(model, images, prompts, correction, cfg.correction_rounds, clip_of=clip_of)
             terms = {"total": 0.0, "focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
             total = images.new_zeros(())
             count = 0
