@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -74,6 +76,8 @@ class TrackerNode(LifecycleNode):
         self._service_group = ReentrantCallbackGroup()
         self._logged_problems: set[str] = set()
         self._frames_skipped = 0
+        # the one thread that builds, warms up and runs the model (see sam2_ros.worker)
+        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2_inference")
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -87,25 +91,10 @@ class TrackerNode(LifecycleNode):
                 params.precision if params.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
             )
             graphs = params.cuda_graphs and device.type == "cuda"
-            start = time.monotonic()
-            model = build_sam2(
-                params.model_config, params.checkpoint or None, device=device, image_size=params.image_size or None
-            )
-            tracker = SAM2Tracker(
-                model,
-                history_frames=params.history_frames,
-                max_objects=params.max_objects,
-                max_conditioning_frames=params.max_conditioning_frames,
-                fill_hole_area=params.fill_hole_area,
-                non_overlap_masks=params.non_overlap_masks,
-                precision=precision,
-                compile=params.compile,
-                cuda_graphs=graphs,
-            )
-            loaded = time.monotonic() - start
             if params.compile:
                 self.get_logger().info("compiling the model (torch.compile): this takes a while")
-            warmup = tracker.warmup()  # compilation and lazy initialisation, never on a live frame
+            # on the inference thread: all PyTorch work of the node stays on one thread
+            tracker, loaded, warmup = self._inference.submit(_build_tracker, params, device, precision, graphs).result()
         except (CheckpointError, ValueError) as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
@@ -113,7 +102,7 @@ class TrackerNode(LifecycleNode):
         extras = "".join(f", {name}" for name, on in (("compiled", params.compile), ("CUDA graphs", graphs)) if on)
         self._device = f"{device} ({precision}{extras})"
         self._warmup_seconds = warmup
-        self._worker = TrackerWorker(tracker, self._publish_frame, self.get_logger().warning)
+        self._worker = TrackerWorker(tracker, self._publish_frame, self.get_logger().warning, self._inference)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
             "objects": self.create_publisher(TrackedObjectArray, "~/objects", reliable),
@@ -129,7 +118,7 @@ class TrackerNode(LifecycleNode):
         ]
         mode = "random weights" if not params.checkpoint else params.checkpoint
         self.get_logger().info(
-            f"{params.model_config} ({mode}) loaded on {self._device} at {model.image_size}px "
+            f"{params.model_config} ({mode}) loaded on {self._device} at {tracker.model.image_size}px "
             f"in {loaded:.1f} s, warm-up {warmup:.1f} s"
         )
         return TransitionCallbackReturn.SUCCESS
@@ -176,6 +165,7 @@ class TrackerNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
         self._release()
+        self._inference.shutdown(wait=False)
 
     def _release(self) -> None:
         if self._worker is not None:
@@ -355,6 +345,28 @@ def _prompt_request(req: AddPrompt.Request) -> PromptRequest:
         mask=mask,
         clear_previous=bool(req.clear_previous),
     )
+
+
+def _build_tracker(
+    params: NodeParams, device: torch.device, precision: str, graphs: bool
+) -> tuple[SAM2Tracker, float, float]:
+    """The configured tracker, warmed up: ``(tracker, seconds to load, seconds of warm-up)``."""
+    start = time.monotonic()
+    size = params.image_size or None
+    model = build_sam2(params.model_config, params.checkpoint or None, device=device, image_size=size)
+    tracker = SAM2Tracker(
+        model,
+        history_frames=params.history_frames,
+        max_objects=params.max_objects,
+        max_conditioning_frames=params.max_conditioning_frames,
+        fill_hole_area=params.fill_hole_area,
+        non_overlap_masks=params.non_overlap_masks,
+        precision=precision,
+        compile=params.compile,
+        cuda_graphs=graphs,
+    )
+    loaded = time.monotonic() - start
+    return tracker, loaded, tracker.warmup()  # compilation and lazy initialisation, never on a live frame
 
 
 def main(args: list[str] | None = None) -> None:

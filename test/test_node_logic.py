@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,29 @@ def test_worker_survives_a_failing_publisher(video):
         _wait_for(lambda t=t: worker.stats.frames_processed == t + 1)
     worker.stop()
     assert len(errors) == 3 and "broken publisher" in errors[0]
+
+
+def test_worker_runs_on_the_thread_that_built_the_model(video):
+    """With an executor, the tracking (and prompts) run on its one thread, the thread the
+    node builds and warms up the model on: one OpenMP pool per process (see sam2_ros.worker);
+    the worker can be stopped and started again on it."""
+    frames, _ = video
+    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    tracker = inference.submit(lambda: SAM2Tracker(unit_model())).result()
+    built_on = inference.submit(lambda: threading.current_thread().name).result()
+    names = []
+    worker = TrackerWorker(tracker, lambda job, result: names.append(threading.current_thread().name), print, inference)
+    try:
+        for round_ in range(2):
+            worker.start()
+            worker.submit_frame(FrameJob(frames[round_], round_ + 1, None, time.monotonic()))
+            _wait_for(lambda n=round_: len(names) == n + 1)
+            out = worker.add_prompt(PromptRequest(obj_id=1, stamp_ns=0, box=[10, 10, 40, 40])).result(10)
+            assert out.success
+            worker.stop()
+    finally:
+        inference.shutdown()
+    assert names == [built_on, built_on] and built_on.startswith("inference")
 
 
 def test_worker_measures_its_processing_time(video):
