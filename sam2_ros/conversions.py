@@ -12,7 +12,7 @@ from std_msgs.msg import Header
 
 from sam2_model import ObjectResult
 
-from .image_codec import crop_mask, decode_image, decode_mask, roi_from_bbox
+from .image_codec import crop_mask, decode_image, decode_mask, roi_from_bbox, uncrop_mask
 from .msg import TrackedObject, TrackedObjectArray
 
 __all__ = [
@@ -41,6 +41,15 @@ def mask_from_msg(msg: Image, image_hw: tuple[int, int]) -> np.ndarray | None:
     if msg.width == 0 and msg.height == 0 and len(msg.data) == 0:
         return None
     return decode_mask(msg.encoding, msg.height, msg.width, msg.step, msg.data, image_hw)
+
+
+def object_mask(obj: TrackedObject, image_hw: tuple[int, int]) -> np.ndarray:
+    """A published object's mask at the frame's size ``[H, W]`` bool (from its cropped mask)."""
+    if not obj.area:
+        return np.zeros(image_hw, dtype=bool)
+    m, b = obj.mask, obj.bbox
+    crop = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]  # rows may be padded
+    return uncrop_mask(crop, (b.x_offset, b.y_offset, b.width, b.height), image_hw)
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

@@ -25,7 +25,7 @@ from sam2_model.data.synthetic import SyntheticConfig, generate_video
 from sam2_model.eval.metrics import score_sequence
 from sam2_model.eval.synthetic import click_inside, heldout_seed
 
-from .conversions import stamp_to_ns
+from .conversions import object_mask, stamp_to_ns
 from .demo import _digest, _executable, frame_digests, start_process, wait_until
 from .msg import TrackedObjectArray
 from .srv import AddPrompt
@@ -34,15 +34,6 @@ __all__ = ["DemoSession"]
 
 IMAGE_TOPIC = "/demo/image"
 TRACKER = "/sam2_tracker"
-
-
-def _full_mask(obj, hw: tuple[int, int]) -> np.ndarray:
-    mask = np.zeros(hw, bool)
-    if obj.area:
-        b, m = obj.bbox, obj.mask
-        crop = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]
-        mask[b.y_offset : b.y_offset + b.height, b.x_offset : b.x_offset + b.width] = crop == 255
-    return mask
 
 
 class DemoSession:
@@ -178,7 +169,7 @@ class DemoSession:
         rows, scores = [], {}
         for obj_id in ids:
             frames = sorted(f for f, m in by_frame.items() if any(o.id == obj_id for o in m.objects))
-            preds = [_full_mask(next(o for o in by_frame[f].objects if o.id == obj_id), hw) for f in frames]
+            preds = [object_mask(next(o for o in by_frame[f].objects if o.id == obj_id), hw) for f in frames]
             gts = [self.video.masks[f][obj_id] for f in frames]
             scores[obj_id] = score_sequence(preds, gts, skip_first=bool(frames) and frames[0] == 0)
             rows.append((obj_id, scores[obj_id].j, scores[obj_id].f, scores[obj_id].jf, scores[obj_id].frames))

@@ -90,6 +90,16 @@ def crop_mask(mask: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.nd
     return np.where(mask[y0 : y1 + 1, x0 : x1 + 1], 255, 0).astype(np.uint8)
 
 
+def uncrop_mask(crop: np.ndarray, roi: tuple[int, int, int, int], image_hw: tuple[int, int]) -> np.ndarray:
+    """The inverse of :func:`crop_mask`: a mono8 crop at ``roi`` (x_offset, y_offset, width,
+    height) -> the ``[H, W]`` bool mask of the frame."""
+    mask = np.zeros(image_hw, dtype=bool)
+    x, y, w, h = roi
+    if w and h:
+        mask[y : y + h, x : x + w] = crop[:h, :w] == 255
+    return mask
+
+
 def roi_from_bbox(bbox: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
     """Inclusive ``(x0, y0, x1, y1)`` -> RegionOfInterest ``(x_offset, y_offset, width, height)``;
     all zero for no box."""

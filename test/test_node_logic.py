@@ -14,7 +14,15 @@ import yaml
 from conftest import moving_shapes_video, unit_model
 
 from sam2_model import SAM2Tracker
-from sam2_ros.image_codec import box_from_roi, crop_mask, decode_image, decode_mask, label_image, roi_from_bbox
+from sam2_ros.image_codec import (
+    box_from_roi,
+    crop_mask,
+    decode_image,
+    decode_mask,
+    label_image,
+    roi_from_bbox,
+    uncrop_mask,
+)
 from sam2_ros.overlay import object_colour, render_overlay
 from sam2_ros.params import PARAMS, NodeParams
 from sam2_ros.worker import FrameJob, PromptRequest, TrackerWorker
@@ -64,6 +72,18 @@ def test_decode_mask():
         decode_mask("rgb8", 2, 3, 9, bytes(18), (2, 3))
     with pytest.raises(ValueError, match="mask: size 3x2 differs from the frame's 4x2"):
         decode_mask("mono8", 2, 3, 3, bytes(6), (2, 4))
+
+
+def test_uncrop_mask_inverts_crop_mask():
+    rng = np.random.default_rng(4)
+    mask = np.zeros((30, 40), bool)
+    mask[5:17, 9:31] = rng.random((12, 22)) > 0.4
+    ys, xs = np.nonzero(mask)
+    bbox = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    back = uncrop_mask(crop_mask(mask, bbox), roi_from_bbox(bbox), (30, 40))
+    assert np.array_equal(back, mask)
+    empty = uncrop_mask(crop_mask(mask, None), roi_from_bbox(None), (30, 40))
+    assert empty.shape == (30, 40) and not empty.any()
 
 
 def test_masks_boxes_and_label_image():

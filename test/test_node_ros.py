@@ -25,7 +25,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sam2_ros.conversions import stamp_to_ns  # noqa: E402
+from sam2_ros.conversions import object_mask, stamp_to_ns  # noqa: E402
 from sam2_ros.msg import TrackedObjectArray  # noqa: E402
 from sam2_ros.srv import AddPrompt, RemoveObject  # noqa: E402
 
@@ -139,12 +139,7 @@ def click_request(obj_id, x, y, label=1, stamp_ns=0, text=""):
 
 def full_mask(obj) -> np.ndarray:
     """The object's mask at the frame's size from its cropped mono8 mask."""
-    mask = np.zeros((H, W), bool)
-    if obj.area:
-        b, m = obj.bbox, obj.mask
-        crop = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]
-        mask[b.y_offset : b.y_offset + b.height, b.x_offset : b.x_offset + b.width] = crop == 255
-    return mask
+    return object_mask(obj, (H, W))
 
 
 def test_objects_appear_with_consistent_fields(client, session):

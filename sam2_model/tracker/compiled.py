@@ -22,12 +22,30 @@ from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .options import COMPILE_BUCKETS, TrackerOptions
 from .steps import eager_step, tracking_step
 
-__all__ = ["CompiledPath", "bucket_size", "steady_state_layout"]
+__all__ = ["CompiledPath", "bucket_size", "pad_to_bucket", "prepared_buckets", "steady_state_layout"]
 
 
 def bucket_size(batch: int, buckets: tuple[int, ...] = COMPILE_BUCKETS) -> int | None:
     """The smallest bucket that holds ``batch`` objects (None: more than the largest)."""
     return next((b for b in buckets if b >= batch), None)
+
+
+def prepared_buckets(max_objects: int) -> tuple[int, ...]:
+    """The batch sizes prepared for ``max_objects`` (up to the first bucket holding them)."""
+    top = bucket_size(max_objects) or COMPILE_BUCKETS[-1]
+    return tuple(b for b in COMPILE_BUCKETS if b <= top)
+
+
+def pad_to_bucket(memory: Tensor, memory_pos: Tensor, bucket: int) -> tuple[Tensor, Tensor]:
+    """Memory tokens ``[B, M, C]`` (and their encoding) padded to ``[bucket, M, C]`` with
+    copies of the last object (their outputs are dropped)."""
+    extra = bucket - memory.shape[0]
+    if extra <= 0:
+        return memory, memory_pos
+    return (
+        torch.cat((memory, memory[-1:].expand(extra, -1, -1))),
+        torch.cat((memory_pos, memory_pos[-1:].expand(extra, -1, -1))),
+    )
 
 
 def steady_state_layout(model: SAM2Model, opts: TrackerOptions, cond_frames: int = 1) -> tuple[int, int]:
@@ -118,8 +136,7 @@ class CompiledPath:
     @property
     def buckets(self) -> tuple[int, ...]:
         """The batch sizes prepared for (up to the first bucket holding ``max_objects``)."""
-        top = bucket_size(self.opts.max_objects) or COMPILE_BUCKETS[-1]
-        return tuple(b for b in COMPILE_BUCKETS if b <= top)
+        return prepared_buckets(self.opts.max_objects)
 
     # ------------------------------------------------------------ calls
     def _guarded(self, fn: Callable[[], tuple[Tensor, ...]], fallback: Callable[[], tuple[Tensor, ...]]):
@@ -157,9 +174,7 @@ class CompiledPath:
         bucket = bucket_size(b, self.buckets)
         if bucket is None or (bucket, memory.shape[1], n_ptr) not in self._ready:
             return eager_step(model, opts, feats, memory, memory_pos, n_ptr)
-        if bucket > b:  # pad with copies of the last object; their outputs are dropped
-            memory = torch.cat((memory, memory[-1:].expand(bucket - b, -1, -1)))
-            memory_pos = torch.cat((memory_pos, memory_pos[-1:].expand(bucket - b, -1, -1)))
+        memory, memory_pos = pad_to_bucket(memory, memory_pos, bucket)
         hr0, hr1 = feats.high_res
         self.calls += 1
         out = self._guarded(

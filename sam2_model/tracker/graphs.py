@@ -26,8 +26,8 @@ from torch import Tensor
 
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..transforms import normalize_image
-from .compiled import CompiledPath, bucket_size, steady_state_layout
-from .options import COMPILE_BUCKETS, PRECISIONS, TrackerOptions
+from .compiled import CompiledPath, bucket_size, pad_to_bucket, prepared_buckets, steady_state_layout
+from .options import PRECISIONS, TrackerOptions
 from .steps import eager_step, result_tensors, tracking_step
 
 __all__ = ["CapturedCall", "GraphPath"]
@@ -168,9 +168,7 @@ class GraphPath:
             if self.compiled is not None:
                 return self.compiled.step(model, opts, feats, memory, memory_pos, n_ptr)
             return eager_step(model, opts, feats, memory, memory_pos, n_ptr)
-        if bucket > b:  # pad with copies of the last object; their outputs are dropped
-            memory = torch.cat((memory, memory[-1:].expand(bucket - b, -1, -1)))
-            memory_pos = torch.cat((memory_pos, memory_pos[-1:].expand(bucket - b, -1, -1)))
+        memory, memory_pos = pad_to_bucket(memory, memory_pos, bucket)
         self.replays += 1
         out = call(feats.features, feats.pos, feats.high_res[0], feats.high_res[1], memory, memory_pos)
         return tuple(t[:b].clone() for t in out)
@@ -183,8 +181,7 @@ class GraphPath:
         return lambda f, p, h0, h1, m, mp: tracking_step(self.model, f, p, h0, h1, m, mp, n_ptr, dtype)
 
     def _buckets(self) -> tuple[int, ...]:
-        top = bucket_size(self.opts.max_objects) or COMPILE_BUCKETS[-1]
-        return tuple(b for b in COMPILE_BUCKETS if b <= top)
+        return prepared_buckets(self.opts.max_objects)
 
     # ------------------------------------------------------------------ results
     def results(
