@@ -34,6 +34,10 @@ step "speed: tiny, CUDA graphs with and without torch.compile, and the official"
 { fps --models sam2.1_hiera_tiny --modes graphs compiled_graphs --objects 1 8 --frames "$F"
   fps --models sam2.1_hiera_tiny --modes official --objects 1 8 --frames $((F / 2)); } | tee -a "$LOG"
 
+step "speed: tiny with cuDNN attention first (both sides; compare with the step above)"
+{ fps --models sam2.1_hiera_tiny --modes graphs official --objects 1 8 --frames $((F / 2)) --sdpa cudnn flash efficient; } |
+  tee -a "$LOG"
+
 step "speed: large"
 { fps --models sam2.1_hiera_large --modes graphs --objects 1 8 --frames "$F"
   fps --models sam2.1_hiera_large --modes official --objects 1 8 --frames $((F / 2)); } | tee -a "$LOG"

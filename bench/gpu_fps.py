@@ -22,6 +22,7 @@ Runs go in the order given; ``--deadline`` stops starting new ones after that ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -42,6 +43,7 @@ from conftest import OFFICIAL_CONFIG_FILES, build_official  # noqa: E402
 
 from sam2_model import SAM2Tracker, build_sam2  # noqa: E402
 from sam2_model.tracker.compiled import bucket_size  # noqa: E402
+from sam2_model.tracker.options import SDPA_BACKENDS  # noqa: E402
 
 H, W = 480, 640
 
@@ -66,6 +68,16 @@ def make_video(num_frames: int, max_objects: int = 16, seed: int = 0) -> tuple[l
 def _cuda(fn_name: str, *args: object) -> float:
     """A ``torch.cuda`` memory/sync call, or 0 without CUDA (dry runs on the CPU)."""
     return getattr(torch.cuda, fn_name)(*args) if torch.cuda.is_available() else 0.0
+
+
+def sdpa_context(names: list[str]):
+    """The official's attention kernels restricted like ours (``--sdpa``), or no change."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if not names:
+        return contextlib.nullcontext()
+    kinds = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
+    return sdpa_kernel([getattr(SDPBackend, kinds[n]) for n in names], set_priority=True)
 
 
 def summarize(times: list[float]) -> dict[str, float]:
@@ -169,6 +181,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="frames tracked before timing")
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--soak", type=int, default=0, help="instead: memory over this many frames")
+    parser.add_argument(
+        "--sdpa", nargs="*", default=[], choices=list(SDPA_BACKENDS), help="attention kernels (both sides)"
+    )
     parser.add_argument("--deadline", type=float, default=float("inf"), help="seconds; no new run after it")
     parser.add_argument("--out", default="gpu_fps.jsonl")
     parser.add_argument("--device", default="cuda", help="cpu: a dry run of the script (small sizes)")
@@ -205,7 +220,13 @@ def main() -> None:
                     _cuda("empty_cache")
                 if mode != "official" and time.monotonic() - began < args.deadline:
                     try:
-                        tracker = SAM2Tracker(ours, precision="bf16", max_objects=max(args.objects), **MODES[mode])
+                        tracker = SAM2Tracker(
+                            ours,
+                            precision="bf16",
+                            max_objects=max(args.objects),
+                            sdpa_backends=tuple(args.sdpa),
+                            **MODES[mode],
+                        )
                         buckets = tuple(sorted({bucket_size(n) for n in args.objects}))
                         print(f"{name} {mode}: warm-up {tracker.warmup(buckets):.1f} s", flush=True)
                     except Exception as exc:
@@ -220,14 +241,18 @@ def main() -> None:
                         if mode == "official":
                             if state is None:
                                 state = official_state(ref, frames, Path(tmp))
-                            with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
+                            with (
+                                torch.inference_mode(),
+                                torch.autocast(dev.type, dtype=torch.bfloat16),
+                                sdpa_context(args.sdpa),
+                            ):
                                 res = run_official(ref, state, clicks, n, args.warmup, args.frames)
                         else:
                             res = run_ours(tracker, frames, clicks, n, args.warmup, args.frames)
                     except Exception as exc:  # keep going: the other runs still count
                         print(f"{name} {mode} {n}: FAILED {type(exc).__name__}: {exc}", flush=True)
                         continue
-                    row = {"model": name, "mode": mode, "objects": n, "image_size": args.image_size}
+                    row = {"model": name, "mode": mode, "objects": n, "image_size": args.image_size, "sdpa": args.sdpa}
                     row.update(res, device=device, run_s=time.monotonic() - start)
                     rows.append(row)
                     print(json.dumps(row), file=out, flush=True)

@@ -262,3 +262,20 @@ def test_label_image_higher_id_wins_and_wide_ids():
         label = out[4]
         assert label.dtype == (torch.int32 if wide else torch.uint8)
         assert label[0, 0] == 3 and label[3, 0] == 9 and label[5, 0] == 9 and label[6, 0] == 0 and label[7, 0] == ids[2]
+
+
+def test_sdpa_backends_option(model, video):
+    """The attention kernels can be chosen (the math kernel gives the default's masks) and
+    the choice is really applied (the CPU has no memory-efficient kernel)."""
+    _, default = run_session(model, video, frames=4)
+    _, math = run_session(model, video, frames=4, sdpa_backends=("math",))
+    for a, b in zip(default, math):
+        for obj_id, ra in a.objects.items():
+            assert (ra.mask == b.objects[obj_id].mask).mean() > 0.999
+            assert abs(ra.object_score - b.objects[obj_id].object_score) < 1e-3 * max(1.0, abs(ra.object_score))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            run_session(model, video, frames=2, sdpa_backends=("efficient",))
+    for bad in (("fast",), "flash"):
+        with pytest.raises(ValueError, match="sdpa_backends"):
+            TrackerOptions(sdpa_backends=bad)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-__all__ = ["COMPILE_BUCKETS", "COMPILE_MODES", "PRECISIONS", "PREPROCESS", "TrackerOptions"]
+__all__ = ["COMPILE_BUCKETS", "COMPILE_MODES", "PRECISIONS", "PREPROCESS", "SDPA_BACKENDS", "TrackerOptions"]
 
 # precision name -> autocast dtype (None: plain fp32)
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -14,6 +14,8 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 PREPROCESS = ("auto", "pil", "device")
 # torch.compile modes ("reduce-overhead" adds CUDA graphs)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# attention kernels by name (option sdpa_backends)
+SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
 # with compile, object batches are padded to these sizes (static shapes)
 COMPILE_BUCKETS = (1, 2, 4, 8, 16)
 
@@ -44,6 +46,9 @@ class TrackerOptions:
     # replay CUDA graphs of the image encoder, the tracking step (steady-state memory, per
     # object bucket) and the results; captured by warmup() (CUDA only)
     cuda_graphs: bool = False
+    # attention kernels allowed, in order of preference ("flash", "efficient", "cudnn",
+    # "math"); empty: PyTorch's own choice
+    sdpa_backends: tuple[str, ...] = ()
     allow_tf32: bool = True  # TF32 matrix products and convolutions in fp32 on CUDA
 
     def __post_init__(self) -> None:
@@ -63,6 +68,9 @@ class TrackerOptions:
             raise ValueError(f"preprocess: must be one of {list(PREPROCESS)}, got {self.preprocess!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode: must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}")
+        unknown = [b for b in self.sdpa_backends if b not in SDPA_BACKENDS]
+        if isinstance(self.sdpa_backends, str) or unknown:
+            raise ValueError(f"sdpa_backends: expected a tuple of {list(SDPA_BACKENDS)}, got {self.sdpa_backends!r}")
         if self.cuda_graphs and self.compile and self.compile_mode in ("reduce-overhead", "max-autotune"):
             raise ValueError(
                 f"cuda_graphs: compile_mode {self.compile_mode!r} makes its own CUDA graphs; "

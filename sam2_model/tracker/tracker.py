@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..build import resolve_device
 from ..modeling.sam2 import ImageFeatures, SAM2Model
@@ -31,6 +32,13 @@ from .state import BufferedFrame, CondMemory, FrameOutput, HistoryBuffer, Object
 from .steps import StepFn, apply_prompt, eager_step, encode_memories, frame_results, to_host, track_objects
 
 __all__ = ["SAM2Tracker"]
+
+_SDPA_KINDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 class SAM2Tracker:
@@ -242,11 +250,18 @@ class SAM2Tracker:
             )
 
     # ---------------------------------------------------------------- internals
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        """The model's numeric context: autocast to ``precision`` and the attention kernels
+        of ``sdpa_backends``."""
         dtype = PRECISIONS[self.options.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.model.device.type, dtype=dtype)
+        with contextlib.ExitStack() as stack:
+            if dtype is not None:
+                stack.enter_context(torch.autocast(self.model.device.type, dtype=dtype))
+            if self.options.sdpa_backends:
+                kinds = [_SDPA_KINDS[name] for name in self.options.sdpa_backends]
+                stack.enter_context(sdpa_kernel(kinds, set_priority=True))
+            yield
 
     def _buffer_frame(self, t: int, image: np.ndarray) -> BufferedFrame:
         """The frame as kept in the history buffer: on the CPU (PIL-resized when that is
