@@ -25,6 +25,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from sam2_model import CheckpointError, FrameResult, SAM2Tracker, build_sam2, resolve_device
+from sam2_model.tracker.options import RUNTIME_OPTIONS
 
 from .conversions import (
     array_to_image,
@@ -186,10 +187,13 @@ class TrackerNode(LifecycleNode):
         worker = self._worker
         if worker is not None and self._params is not None:
             updates = {p.name: p.value for p in changes if p.name in RUNTIME_PARAMS}
+            options = {k: v for k, v in updates.items() if k in RUNTIME_OPTIONS}
+            try:
+                if options:
+                    worker.tracker.update_options(**options)
+            except ValueError as err:
+                return SetParametersResult(successful=False, reason=str(err))
             self._params = dataclasses.replace(self._params, **updates)
-            options = {k: v for k, v in updates.items() if k in ("fill_hole_area", "non_overlap_masks")}
-            if options:
-                worker.tracker.options = dataclasses.replace(worker.tracker.options, **options)
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ inputs

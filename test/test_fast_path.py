@@ -279,3 +279,22 @@ def test_sdpa_backends_option(model, video):
     for bad in (("fast",), "flash"):
         with pytest.raises(ValueError, match="sdpa_backends"):
             TrackerOptions(sdpa_backends=bad)
+
+
+def test_update_options_while_tracking(model, video):
+    """Post-processing options change on a live tracker (from the next result on); the
+    others are refused by name and leave the tracker as it was."""
+
+    def overlaps(result) -> bool:
+        masks = [r.mask for r in result.objects.values()]
+        return any((a & b).any() for i, a in enumerate(masks) for b in masks[i + 1 :])
+
+    tracker, results = run_session(model, video, frames=3, fill_hole_area=0)
+    assert overlaps(results[-1])  # this random model's masks overlap
+    tracker.update_options(non_overlap_masks=True, fill_hole_area=4)
+    assert tracker.options.non_overlap_masks and tracker.options.fill_hole_area == 4
+    assert not overlaps(tracker.track(video[0][3]))
+    for bad, field in (({"precision": "bf16"}, "precision"), ({"fill_hole_area": -1}, "fill_hole_area")):
+        with pytest.raises(ValueError, match=field):
+            tracker.update_options(**bad)
+    assert tracker.options.fill_hole_area == 4 and tracker.options.precision == "fp32"

@@ -130,3 +130,18 @@ def test_cuda_graphs_with_compile(video):
     for a, b in zip(eager, both):
         for obj_id, ra in a.objects.items():
             assert _mask_iou(ra.mask, b.objects[obj_id].mask) >= 0.99
+
+
+def test_cuda_graphs_follow_option_changes(video):
+    """Changing post-processing on a live tracker changes what the replayed results give
+    (the results graphs are per setting), like the eager tracker."""
+    model = unit_model().cuda()
+    results = {}
+    for graphs in (False, True):
+        tracker, _ = run_session(model, video, frames=NUM_FRAMES, warmup=graphs, cuda_graphs=graphs, fill_hole_area=0)
+        tracker.update_options(non_overlap_masks=True, fill_hole_area=8)
+        results[graphs] = tracker.track(video[0][NUM_FRAMES])
+    for obj_id, ra in results[False].objects.items():
+        assert _mask_iou(ra.mask, results[True].objects[obj_id].mask) >= 0.99
+    masks = [r.mask for r in results[True].objects.values()]
+    assert not any((a & b).any() for i, a in enumerate(masks) for b in masks[i + 1 :])

@@ -185,27 +185,35 @@ class GraphPath:
 
     # ------------------------------------------------------------------ results
     def results(
-        self, raw: Tensor, scores: Tensor, ious: Tensor, ids: Tensor, image_hw: tuple[int, int], wide: bool
+        self,
+        raw: Tensor,
+        scores: Tensor,
+        ious: Tensor,
+        ids: Tensor,
+        image_hw: tuple[int, int],
+        fill_hole_area: int,
+        non_overlap_masks: bool,
+        wide: bool,
     ) -> tuple[Tensor, ...]:
-        """:func:`~sam2_model.tracker.steps.result_tensors`, replayed per object count and
-        output size (captured at first use: a few milliseconds, once)."""
-        key = ("results", raw.shape[0], tuple(image_hw), wide)
+        """:func:`~sam2_model.tracker.steps.result_tensors`, replayed per object count,
+        output size and post-processing setting (captured at first use: milliseconds, once)."""
+        key = ("results", raw.shape[0], tuple(image_hw), fill_hole_area, non_overlap_masks, wide)
+
+        def fn(r: Tensor, s: Tensor, i: Tensor, k: Tensor) -> tuple[Tensor, ...]:
+            return result_tensors(r, s, i, k, image_hw, fill_hole_area, non_overlap_masks, wide)
+
         call = self._results.get(key)
         if call is None and key not in self._failed:
-            call = self._capture(key, self._results_fn(image_hw, wide), (raw, scores, ious, ids))
+            call = self._capture(key, fn, (raw, scores, ious, ids))
             if call is not None:
                 self._results[key] = call
                 while len(self._results) > MAX_RESULT_GRAPHS:
                     self._results.popitem(last=False)
         if call is None:
-            return self._results_fn(image_hw, wide)(raw, scores, ious, ids)
+            return fn(raw, scores, ious, ids)
         self._results.move_to_end(key)
         self.replays += 1
         return call(raw, scores, ious, ids)
-
-    def _results_fn(self, image_hw: tuple[int, int], wide: bool) -> Callable[..., tuple[Tensor, ...]]:
-        fill, non_overlap = self.opts.fill_hole_area, self.opts.non_overlap_masks
-        return lambda raw, s, i, ids: result_tensors(raw, s, i, ids, image_hw, fill, non_overlap, wide)
 
     # ------------------------------------------------------------------ warm-up
     def warmup(self, cond_frames: tuple[int, ...] = (1,), buckets: tuple[int, ...] | None = None) -> None:

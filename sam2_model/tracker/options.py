@@ -6,7 +6,15 @@ from dataclasses import dataclass, fields
 
 import torch
 
-__all__ = ["COMPILE_BUCKETS", "COMPILE_MODES", "PRECISIONS", "PREPROCESS", "SDPA_BACKENDS", "TrackerOptions"]
+__all__ = [
+    "COMPILE_BUCKETS",
+    "COMPILE_MODES",
+    "PRECISIONS",
+    "PREPROCESS",
+    "RUNTIME_OPTIONS",
+    "SDPA_BACKENDS",
+    "TrackerOptions",
+]
 
 # precision name -> autocast dtype (None: plain fp32)
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -16,6 +24,8 @@ PREPROCESS = ("auto", "pil", "device")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # attention kernels by name (option sdpa_backends)
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
+# options that may change on a live tracker (SAM2Tracker.update_options)
+RUNTIME_OPTIONS = frozenset({"fill_hole_area", "non_overlap_masks"})
 # with compile, object batches are padded to these sizes (static shapes)
 COMPILE_BUCKETS = (1, 2, 4, 8, 16)
 

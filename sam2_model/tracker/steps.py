@@ -313,8 +313,8 @@ def result_tensors(
     return masks, filled[:, 0], masks.sum(dim=(1, 2)), _boxes(masks), _label_image(masks, ids, wide), scores, ious
 
 
-# (raw, scores, ious, ids, image_hw, wide) -> result_tensors' outputs
-ResultsFn = Callable[[Tensor, Tensor, Tensor, Tensor, tuple[int, int], bool], tuple[Tensor, ...]]
+# result_tensors' signature: (raw, scores, ious, ids, image_hw, fill_hole_area, non_overlap_masks, wide)
+ResultsFn = Callable[[Tensor, Tensor, Tensor, Tensor, tuple[int, int], int, bool, bool], tuple[Tensor, ...]]
 
 
 def frame_results(
@@ -322,7 +322,7 @@ def frame_results(
     frame_index: int,
     image_hw: tuple[int, int],
     outputs: dict[int, FrameOutput],
-    compute: ResultsFn | None = None,
+    compute: ResultsFn = result_tensors,
 ) -> tuple[dict[int, ObjectResult], np.ndarray]:
     """Per-object results at the frame's size (hole filling, optional non-overlap) and the
     label image ``[H, W]``, computed where the model runs (by ``compute``, default
@@ -335,10 +335,7 @@ def frame_results(
     ious = torch.cat([outputs[i].iou.reshape(1) for i in ids])
     ids_t = to_device_async(ids, raw.device)
     wide = ids[-1] > 255
-    if compute is None:
-        tensors = result_tensors(raw, scores, ious, ids_t, image_hw, opts.fill_hole_area, opts.non_overlap_masks, wide)
-    else:
-        tensors = compute(raw, scores, ious, ids_t, image_hw, wide)
+    tensors = compute(raw, scores, ious, ids_t, image_hw, opts.fill_hole_area, opts.non_overlap_masks, wide)
     masks_np, low, areas, boxes, label, scores, ious = to_host(*tensors)
     masks_np, areas, boxes = masks_np.numpy(), areas.tolist(), boxes.tolist()
     results = {}

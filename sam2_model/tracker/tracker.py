@@ -26,10 +26,19 @@ from ..transforms import normalize_image, resize_image_tensor
 from .compiled import CompiledPath, steady_state_layout
 from .graphs import GraphPath
 from .memory import memory_context_frames
-from .options import PRECISIONS, TrackerOptions
+from .options import PRECISIONS, RUNTIME_OPTIONS, TrackerOptions
 from .results import FrameResult, ObjectResult, ObjectStats, TrackerStats
 from .state import BufferedFrame, CondMemory, FrameOutput, HistoryBuffer, ObjectState
-from .steps import StepFn, apply_prompt, eager_step, encode_memories, frame_results, to_host, track_objects
+from .steps import (
+    StepFn,
+    apply_prompt,
+    eager_step,
+    encode_memories,
+    frame_results,
+    result_tensors,
+    to_host,
+    track_objects,
+)
 
 __all__ = ["SAM2Tracker"]
 
@@ -145,7 +154,7 @@ class SAM2Tracker:
             outputs, memories = (
                 track_objects(self.model, self.options, feats, objs, t, step, self._pos_cache) if objs else ({}, {})
             )
-            compute = self._graphs.results if self._graphs is not None else None
+            compute = self._graphs.results if self._graphs is not None else result_tensors
             results, label = frame_results(self.options, t, frame.image_hw, outputs, compute)
             # commit
             self._history.append(frame)
@@ -209,6 +218,19 @@ class SAM2Tracker:
             self._objects[obj_id] = work  # commit
             others = {i: o.outputs[p] for i, o in self._objects.items() if p in o.outputs}
             return frame_results(self.options, p, frame.image_hw, others)[0][obj_id]
+
+    def update_options(self, **changes: object) -> None:
+        """Change post-processing options while tracking (``fill_hole_area``,
+        ``non_overlap_masks``); they apply from the next result on.
+
+        Raises:
+            ValueError: naming an option that cannot change on a live tracker, or a bad value.
+        """
+        fixed = sorted(set(changes) - RUNTIME_OPTIONS)
+        if fixed:
+            raise ValueError(f"{fixed[0]}: cannot change while tracking (runtime options: {sorted(RUNTIME_OPTIONS)})")
+        with self._lock:
+            self.options = replace(self.options, **changes)  # validated by TrackerOptions
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object and free its memory."""
