@@ -86,3 +86,33 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert all(f"stage {name}: done" in second.stdout for name in STAGES)
+
+
+def test_gpu_training_script_runs_on_the_cpu(tmp_path):
+    """`scripts/train_demo_gpu.sh` (time-budgeted training over batches of clips from worker
+    processes, then validation and held-out evaluation), shrunk to run here: the calibration
+    sets the number of steps, the run trains them and both evaluations print."""
+    out = tmp_path / "gpu"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "MINUTES": "0.2",
+        "BATCH": "2",
+        "WORKERS": "1",
+        "CLIP": "3",
+        "EVAL_VIDEOS": "1",
+    }
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "train_demo_gpu.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    steps = int(run.stdout.split("training ")[1].split(" steps")[0])
+    with open(out / "train" / "log.csv") as f:
+        assert int(list(csv.DictReader(f))[-1]["step"]) == steps >= 10
+    assert run.stdout.count("1 videos: J") == 2
+    build_sam2("sam2_ros_demo", out / "final.pt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from sam2_model.training import TrainConfig, Trainer
 from sam2_model.training.augment import AugmentConfig, Clip, augment_clip
 from sam2_model.training.cli import build_parser, config_from_args, main
 from sam2_model.training.clip_forward import ClipPrompt, forward_clip
+from sam2_model.training.data import ClipSource, ClipStream
 from sam2_model.training.trainer import inverse_sqrt_schedule, param_groups
 from sam2_model.transforms import points_to_model, preprocess_image
 
@@ -127,6 +129,24 @@ def test_a_step_over_a_batch_of_clips_lowers_the_loss(tmp_path):
     assert after < before
     with pytest.raises(ValueError, match="batch_clips"):
         TrainConfig(batch_clips=0)
+
+
+def test_clips_from_worker_processes(tmp_path):
+    """With num_workers, clips come from worker processes, each with its own stream (seeded
+    by the run's seed, its start step and the worker id), and a run trains on them."""
+    source = ClipSource("synthetic", 3, SyntheticConfig(height=48, width=64), augment=None)
+    first = [next(iter(ClipStream(source, 64, 2, seed=1, start=s)))[0] for s in (0, 0, 5)]
+    assert torch.equal(first[0], first[1]) and not torch.equal(first[0], first[2])
+    loader = torch.utils.data.DataLoader(ClipStream(source, 64, 2, seed=1), batch_size=None, num_workers=2)
+    clips = [frames for frames, _ in itertools.islice(loader, 4)]  # workers take turns
+    assert clips[0].shape == (3, 3, 64, 64) and not torch.equal(clips[0], clips[1])
+    trainer = _tiny_run(tmp_path, steps=3, num_workers=2, batch_clips=2)
+    trainer.run()
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3] and all(np.isfinite(float(r["total"])) for r in rows)
+    with pytest.raises(ValueError, match="num_workers"):
+        TrainConfig(num_workers=-1)
 
 
 def test_checkpoints_load_and_an_interrupted_run_resumes_exactly(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -120,3 +121,27 @@ def clip_tensors(
         present = sorted(rng.choice(present, size=max_objects, replace=False).tolist())
     gt = np.stack([masks == i for i in present], axis=1) if present else np.zeros((len(masks), 0, size, size), bool)
     return frames, torch.as_tensor(gt, device=device)
+
+
+class ClipStream(torch.utils.data.IterableDataset):
+    """Endless clips for a ``DataLoader`` with worker processes: ``(frames [T, 3, S, S],
+    masks [T, K, S, S])`` on the CPU, K >= 1 objects visible on the first frame.
+
+    Each worker draws from its own generator, seeded by ``(seed, start, worker id)``: a run
+    resumed at step ``start`` gets fresh clips (not the ones an uninterrupted run would have
+    drawn; resumption is exact only without workers).
+    """
+
+    def __init__(self, source: ClipSource, size: int, max_objects: int, seed: int, start: int = 0) -> None:
+        super().__init__()
+        self.source, self.size, self.max_objects = source, size, max_objects
+        self.seed, self.start = seed, start
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.start, info.id if info is not None else 0])
+        cpu = torch.device("cpu")
+        while True:
+            frames, masks = clip_tensors(self.source.sample(rng), self.size, self.max_objects, rng, cpu)
+            if masks.shape[1] > 0:
+                yield frames, masks

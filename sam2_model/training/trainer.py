@@ -11,6 +11,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ..data.synthetic import SyntheticConfig
 from ..modeling.sam2 import SAM2Model
 from .augment import AugmentConfig
 from .clip_forward import ClipPrompt, forward_clip
-from .data import ClipSource, clip_tensors
+from .data import ClipSource, ClipStream, clip_tensors
 from .losses import LossWeights, sam2_loss
 from .prompt_sampler import PromptProbabilities, PromptSampler
 
@@ -42,6 +43,7 @@ class TrainConfig:
     data: str = "synthetic"  # "synthetic" or a folder in the DAVIS layout
     clip_length: int = 8  # frames per training clip
     batch_clips: int = 1  # clips per optimiser step (their objects run as one batch)
+    num_workers: int = 0  # processes preparing clips (0: in the training process; resumes exactly)
     max_objects: int = 3  # objects per clip
     second_prompt_prob: float = 0.5  # chance of a second prompted frame in a clip
     reappear_clip_prob: float = 0.0  # synthetic data: chance of a clip where an object vanishes and comes back
@@ -70,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"batch_clips: must be >= 1, got {self.batch_clips}")
         if self.clip_length < 1:
             raise ValueError(f"clip_length: must be >= 1, got {self.clip_length}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers: must be >= 0, got {self.num_workers}")
 
 
 def param_groups(model: SAM2Model, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
@@ -122,6 +126,7 @@ class Trainer:
         )
         self.out = Path(cfg.out_dir)
         self.weights = LossWeights()
+        self._clips: Iterator[tuple[Tensor, Tensor]] | None = None  # from worker processes
 
     # ------------------------------------------------------------ checkpoints
     def save(self, path: Path) -> None:
@@ -187,11 +192,29 @@ class Trainer:
     def _sample_clip(self) -> tuple[Tensor, Tensor]:
         """A clip's frames ``[T, 3, S, S]`` and masks ``[T, K, S, S]`` with K >= 1 objects
         visible on its first frame."""
+        if self.cfg.num_workers > 0:
+            if self._clips is None:  # started at the first step (after a resume: fresh clips)
+                self._clips = iter(self._loader())
+            frames, masks = next(self._clips)
+            return frames.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
         while True:
             clip = self.source.sample(self.rng)
             images, gt = clip_tensors(clip, self.model.image_size, self.cfg.max_objects, self.rng, self.device)
             if gt.shape[1] > 0:
                 return images, gt
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        cfg = self.cfg
+        stream = ClipStream(self.source, self.model.image_size, cfg.max_objects, cfg.seed, self.step)
+        return torch.utils.data.DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=2 * cfg.batch_clips,
+            persistent_workers=True,
+            worker_init_fn=_one_thread,
+        )
 
     def train_step(self) -> dict[str, float]:
         """Sample ``batch_clips`` clips, run them, and take one optimiser step; returns the
@@ -275,6 +298,11 @@ class Trainer:
         final = self.out / "final.pt"
         save_checkpoint(self.model, final, step=self.step, config=_plain(dataclasses.asdict(cfg)))
         return final
+
+
+def _one_thread(worker_id: int) -> None:
+    """Clip workers use one thread each: they are many, and the training process needs the cores."""
+    torch.set_num_threads(1)
 
 
 def _progress(step: int, total: int, loss: float, rate: float) -> None:
