@@ -126,7 +126,9 @@ class GraphPath:
         self.replays = 0  # graph replays so far
         self.captures = 0  # graphs captured so far
 
-    def _capture(self, key: tuple, fn: Callable[..., tuple[Tensor, ...]], example: Sequence[Tensor]):
+    def _capture(
+        self, key: tuple, fn: Callable[..., tuple[Tensor, ...]], example: Sequence[Tensor]
+    ) -> CapturedCall | None:
         if key in self._failed:
             return None
         try:
