@@ -14,7 +14,6 @@ on 2 cores: the demo model tracked 2.3x slower on a second thread (94 vs 41 ms p
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import OrderedDict, deque
@@ -146,8 +145,12 @@ class TrackerWorker:
             self._thread.join(timeout)
             self._thread = None
         if self._loop_done is not None:
-            with contextlib.suppress(TimeoutError):
+            try:
                 self._loop_done.result(timeout)
+            except TimeoutError:  # it finishes its frame and ends on its own
+                pass
+            except Exception as err:  # the loop died: say so, the node still shuts down
+                self._log_error(f"inference loop failed: {type(err).__name__}: {err}")
             self._loop_done = None
         while self._control:  # nobody will answer these any more
             _, fut = self._control.popleft()
