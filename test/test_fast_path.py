@@ -298,3 +298,29 @@ def test_update_options_while_tracking(model, video):
         with pytest.raises(ValueError, match=field):
             tracker.update_options(**bad)
     assert tracker.options.fill_hole_area == 4 and tracker.options.precision == "fp32"
+
+
+def test_autocast_weights_give_the_same_results(model, video):
+    """Weights stored in bf16 give what autocast gives with fp32 weights (it casts them to the
+    same values): identical masks and logits; the caller's model is not changed."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tracker, cast = run_session(model, video, frames=8, precision="bf16")
+    _, plain = run_session(model, video, frames=8, precision="bf16", cast_weights=False)
+    assert tracker.model is not model
+    linears = [m for m in tracker.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    norms = [m for m in tracker.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert all(m.weight.dtype == torch.float32 for m in norms)
+    for a, b in zip(cast, plain):
+        for obj_id, ra in a.objects.items():
+            rb = b.objects[obj_id]
+            assert np.array_equal(ra.mask, rb.mask)
+            assert torch.equal(ra.logits, rb.logits)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_bf16_tracker_made_in_inference_mode(model, video):
+    with torch.inference_mode():
+        tracker = SAM2Tracker(model, precision="bf16")
+    tracker.track(video[0][0])
+    assert tracker.add_prompt(1, points=[[30, 40]], labels=[1]).area > 0

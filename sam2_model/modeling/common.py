@@ -17,11 +17,19 @@ from torch import Tensor, nn
 __all__ = [
     "MLP",
     "LayerNorm2d",
+    "autocast_state",
     "cached_table",
     "rowwise",
     "sine_position_encoding_1d",
     "sine_position_encoding_2d",
 ]
+
+
+def autocast_state(device: torch.device) -> tuple[bool, torch.dtype]:
+    """Whether autocast is on for ``device``'s type, and its dtype: part of the key of a
+    cached tensor whose computation autocast changes (a matrix product runs in bf16 under
+    bf16 autocast), so a value made in one precision never serves the other."""
+    return torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type)
 
 
 def cached_table(fn: Callable[..., T]) -> Callable[..., T]:

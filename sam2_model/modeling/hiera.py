@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import HieraConfig
-from .common import MLP, rowwise
+from .common import MLP, autocast_state, rowwise
 
 __all__ = ["Hiera", "window_partition", "window_unpartition"]
 
@@ -175,7 +175,8 @@ class Hiera(nn.Module):
         Without gradients it is computed once per size and kept until the weights change."""
         cacheable = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
         weights = (self.pos_embed, self.pos_embed_window)
-        key = (h, w, *((t.device, t.dtype, t.data_ptr(), t._version) for t in weights))
+        identity = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in weights)
+        key = (h, w, autocast_state(self.pos_embed.device), *identity)
         if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
             return self._pos_cache[1]
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")

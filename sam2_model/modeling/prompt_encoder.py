@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .common import LayerNorm2d
+from .common import LayerNorm2d, autocast_state
 
 __all__ = ["PromptEncoder", "RandomPositionEncoding"]
 
@@ -87,10 +87,11 @@ class PromptEncoder(nn.Module):
     def dense_pe(self) -> Tensor:
         """Position encoding of the image feature grid: ``[1, C, h, w]``.
 
-        Without gradients it is computed once and kept until the frequency matrix changes."""
+        Without gradients it is computed once per precision (its matrix product runs in bf16
+        under bf16 autocast, as in the official code) and kept until the matrix changes."""
         g = self.pe_layer.positional_encoding_gaussian_matrix
         cacheable = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        key = (self.image_embedding_size, g.device, g.dtype, g.data_ptr(), g._version)
+        key = (self.image_embedding_size, g.device, g.dtype, g.data_ptr(), g._version, autocast_state(g.device))
         if cacheable and self._dense_pe_cache is not None and self._dense_pe_cache[0] == key:
             return self._dense_pe_cache[1]
         pe = self.pe_layer.dense(self.image_embedding_size)[None]

@@ -43,6 +43,9 @@ class TrackerOptions:
     add_all_frames_to_correct_as_cond: bool = False  # corrected frames become prompted frames
     device: str | None = None  # run on this device ("cpu", "cuda", "auto"); None: the model's
     precision: str = "fp32"  # "fp32", or autocast "bf16" / "fp16"
+    # with bf16/fp16: keep linear and convolution weights in that dtype (the tracker then
+    # works on a copy of the model; same results, no weight casts on every frame)
+    cast_weights: bool = True
     memory_dtype: torch.dtype = torch.bfloat16  # storage of encoded memories (official: bf16)
     max_object_pointers: int = 16  # pointers attended to (the official: min(video length, 16))
     batch_objects: bool = True  # one batched pass for objects with equal memory sizes (False: one by one)

@@ -39,6 +39,7 @@ from .steps import (
     to_host,
     track_objects,
 )
+from .weights import with_autocast_weights
 
 __all__ = ["SAM2Tracker"]
 
@@ -63,7 +64,8 @@ class SAM2Tracker:
             result.objects[1].mask, result.objects[1].bbox
 
     Args:
-        model: a :class:`SAM2Model` (moved to ``device`` when that option is given).
+        model: a :class:`SAM2Model` (moved to ``device`` when that option is given; with
+            bf16/fp16 and ``cast_weights``, :attr:`model` is a copy with low-precision weights).
         **options: see :class:`TrackerOptions`.
     """
 
@@ -72,6 +74,9 @@ class SAM2Tracker:
         if self.options.device is not None:
             model = model.to(resolve_device(self.options.device))
         self.model = model.eval()
+        dtype = PRECISIONS[self.options.precision]
+        if dtype is not None and self.options.cast_weights:  # a copy: the caller's model is unchanged
+            self.model = with_autocast_weights(self.model, dtype)
         on_cuda = self.model.device.type == "cuda"
         if on_cuda:
             torch.backends.cuda.matmul.allow_tf32 = self.options.allow_tf32
