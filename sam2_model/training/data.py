@@ -17,7 +17,7 @@ from ..data.synthetic import SyntheticConfig, generate_video
 from ..transforms import normalize_image
 from .augment import AugmentConfig, Clip, augment_clip
 
-__all__ = ["ClipSource", "clip_tensors", "reappearance_windows"]
+__all__ = ["ClipSource", "ClipStream", "clip_tensors", "reappearance_windows", "sample_clip_tensors"]
 
 DEFAULT_AUGMENT = AugmentConfig()
 
@@ -142,6 +142,15 @@ class ClipStream(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, self.start, info.id if info is not None else 0])
         cpu = torch.device("cpu")
         while True:
-            frames, masks = clip_tensors(self.source.sample(rng), self.size, self.max_objects, rng, cpu)
-            if masks.shape[1] > 0:
-                yield frames, masks
+            yield sample_clip_tensors(self.source, self.size, self.max_objects, rng, cpu)
+
+
+def sample_clip_tensors(
+    source: ClipSource, size: int, max_objects: int, rng: np.random.Generator, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """:func:`clip_tensors` of the next clip of ``source`` with at least one object visible on
+    its first frame (clips without one are skipped)."""
+    while True:
+        frames, masks = clip_tensors(source.sample(rng), size, max_objects, rng, device)
+        if masks.shape[1] > 0:
+            return frames, masks

@@ -26,7 +26,7 @@ from ..data.synthetic import SyntheticConfig
 from ..modeling.sam2 import SAM2Model
 from .augment import AugmentConfig
 from .clip_forward import ClipPrompt, forward_clip
-from .data import ClipSource, ClipStream, clip_tensors
+from .data import ClipSource, ClipStream, sample_clip_tensors
 from .losses import LossWeights, sam2_loss
 from .prompt_sampler import PromptProbabilities, PromptSampler
 
@@ -197,11 +197,7 @@ class Trainer:
                 self._clips = iter(self._loader())
             frames, masks = next(self._clips)
             return frames.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
-        while True:
-            clip = self.source.sample(self.rng)
-            images, gt = clip_tensors(clip, self.model.image_size, self.cfg.max_objects, self.rng, self.device)
-            if gt.shape[1] > 0:
-                return images, gt
+        return sample_clip_tensors(self.source, self.model.image_size, self.cfg.max_objects, self.rng, self.device)
 
     def _loader(self) -> torch.utils.data.DataLoader:
         cfg = self.cfg
