@@ -48,7 +48,7 @@ def object_mask(obj: TrackedObject, image_hw: tuple[int, int]) -> np.ndarray:
     if not obj.area:
         return np.zeros(image_hw, dtype=bool)
     m, b = obj.mask, obj.bbox
-    crop = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width]  # rows may be padded
+    crop = decode_mask(m.encoding, m.height, m.width, m.step, m.data, (m.height, m.width))
     return uncrop_mask(crop, (b.x_offset, b.y_offset, b.width, b.height), image_hw)
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "decode_mask",
     "label_image",
     "roi_from_bbox",
+    "uncrop_mask",
 ]
 
 # encoding -> (channels, indices of R, G, B in a pixel)
@@ -91,12 +92,12 @@ def crop_mask(mask: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.nd
 
 
 def uncrop_mask(crop: np.ndarray, roi: tuple[int, int, int, int], image_hw: tuple[int, int]) -> np.ndarray:
-    """The inverse of :func:`crop_mask`: a mono8 crop at ``roi`` (x_offset, y_offset, width,
-    height) -> the ``[H, W]`` bool mask of the frame."""
+    """The inverse of :func:`crop_mask`: a crop (non-zero on the object, e.g. its mono8 255)
+    at ``roi`` (x_offset, y_offset, width, height) -> the ``[H, W]`` bool mask of the frame."""
     mask = np.zeros(image_hw, dtype=bool)
     x, y, w, h = roi
     if w and h:
-        mask[y : y + h, x : x + w] = crop[:h, :w] == 255
+        mask[y : y + h, x : x + w] = crop[:h, :w] != 0
     return mask
 
 
