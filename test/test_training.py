@@ -171,6 +171,38 @@ def test_checkpoints_load_and_an_interrupted_run_resumes_exactly(tmp_path):
     assert all(float(r["total"]) > 0 for r in rows)
 
 
+def test_weight_average_by_hand_and_across_a_resume(tmp_path):
+    """With ema_decay d, after each step avg = d * avg + (1 - d) * weights, starting from the
+    initial weights; final.pt holds the average, last.pt both, and a resumed run continues it."""
+    trainer = _tiny_run(tmp_path / "a", steps=3, ema_decay=0.75, lr=1e-3, grad_clip=10.0)
+    name = "sam_mask_decoder.iou_prediction_head.layers.0.weight"
+    expected = trainer.model.state_dict()[name].clone()
+    for _ in range(3):
+        trainer.train_step()
+        weights = trainer.model.state_dict()[name]
+        expected = 0.75 * expected + 0.25 * weights
+    assert not torch.allclose(expected, weights)  # the steps moved the weights
+    torch.testing.assert_close(trainer.ema.state[name], expected)
+
+    straight = _tiny_run(tmp_path / "b", steps=4, ema_decay=0.75)
+    final = straight.run()
+    raw = torch.load(final, weights_only=True)["model"]
+    last = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    torch.testing.assert_close(raw[name], last["ema"][name])
+    assert not torch.allclose(raw[name], last["model"][name])  # the raw weights stay in last.pt
+    _tiny_run(tmp_path / "c", steps=2, ema_decay=0.75).run()
+    resumed = _tiny_run(tmp_path / "c", steps=4, ema_decay=0.75)
+    resumed_raw = torch.load(resumed.run(), weights_only=True)["model"]
+    for key, value in raw.items():
+        torch.testing.assert_close(resumed_raw[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+    with pytest.raises(ValueError, match="no weight average"):  # a run started without it
+        _tiny_run(tmp_path / "d", steps=1).run()
+        _tiny_run(tmp_path / "d", steps=2, ema_decay=0.9).run()
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_layer_decay_groups_and_schedule():
     model = build_sam2("sam2_ros_demo")
     groups = param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5)

@@ -30,7 +30,7 @@ from .data import ClipSource, ClipStream, sample_clip_tensors
 from .losses import LossWeights, sam2_loss
 from .prompt_sampler import PromptProbabilities, PromptSampler
 
-__all__ = ["TrainConfig", "Trainer", "inverse_sqrt_schedule", "param_groups"]
+__all__ = ["TrainConfig", "Trainer", "WeightAverage", "inverse_sqrt_schedule", "param_groups"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class TrainConfig:
     cooldown_fraction: float = 0.1  # last fraction of the steps: linear decay to 0
     layer_decay: float = 0.9  # image-encoder layer-wise lr decay (deeper = larger lr)
     grad_clip: float = 0.1  # gradient-norm clipping
+    ema_decay: float = 0.0  # 0: off; else final.pt holds an exponential moving average of the weights
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA (CPU runs fp32)
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"clip_length: must be >= 1, got {self.clip_length}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers: must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
 
 
 def param_groups(model: SAM2Model, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
@@ -127,6 +130,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.weights = LossWeights()
         self._clips: Iterator[tuple[Tensor, Tensor]] | None = None  # from worker processes
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     # ------------------------------------------------------------ checkpoints
     def save(self, path: Path) -> None:
@@ -141,6 +145,7 @@ class Trainer:
             rng=self.rng.bit_generator.state,
             sampler_rng=self.sampler.rng.bit_generator.state,
             torch_rng=torch.get_rng_state(),
+            **({"ema": self.ema.state} if self.ema is not None else {}),
         )
         tmp.replace(path)  # never a half-written checkpoint
 
@@ -152,6 +157,10 @@ class Trainer:
         self.rng.bit_generator.state = raw["rng"]
         self.sampler.rng.bit_generator.state = raw["sampler_rng"]
         torch.set_rng_state(raw["torch_rng"])
+        if self.ema is not None:
+            if "ema" not in raw:
+                raise ValueError(f"{path}: has no weight average to resume with ema_decay={self.cfg.ema_decay}")
+            self.ema.load(raw["ema"])
 
     # ------------------------------------------------------------ one step
     def _lr(self) -> float:
@@ -256,6 +265,8 @@ class Trainer:
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(model)
         self.step += 1
         return {**{k: v / max(count, 1) for k, v in terms.items()}, "lr": lr}
 
@@ -292,8 +303,39 @@ class Trainer:
                     self.save(last)
         print(file=sys.stderr)
         final = self.out / "final.pt"
+        if self.ema is not None:  # the average is the result; the raw weights stay in last.pt
+            self.ema.copy_to(self.model)
         save_checkpoint(self.model, final, step=self.step, config=_plain(dataclasses.asdict(cfg)))
         return final
+
+
+class WeightAverage:
+    """An exponential moving average of a model's floating-point weights and buffers:
+    after each optimiser step ``avg = decay * avg + (1 - decay) * weight``, starting from the
+    weights it is created with. Integer buffers are not averaged."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        current = model.state_dict()
+        for name, avg in self.state.items():
+            avg.lerp_(current[name].detach(), 1.0 - self.decay)
+
+    def load(self, state: dict[str, Tensor]) -> None:
+        if state.keys() != self.state.keys():
+            raise ValueError("ema: the saved weight average does not match the model's weights")
+        for name, avg in self.state.items():
+            avg.copy_(state[name])
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        """Put the averaged weights into ``model``."""
+        current = model.state_dict()
+        for name, avg in self.state.items():
+            current[name].copy_(avg)
 
 
 def _one_thread(worker_id: int) -> None:
