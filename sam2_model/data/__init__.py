@@ -3,8 +3,8 @@
 The modules here use numpy and Pillow only (no ROS, no torch of their own).
 """
 
-from .davis import DatasetError, DavisDataset, VideoSample
-from .synthetic import SyntheticConfig, SyntheticVideo, davis_palette, generate_video, write_davis
+from .davis import DatasetError, DavisDataset, VideoSample, davis_palette, write_davis
+from .synthetic import SyntheticConfig, SyntheticVideo, generate_video
 
 __all__ = [
     "DatasetError",

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ._motion import Anchor, fill_anchors, hermite_path, scale_curve
 from ._render import Shape, Texture, band_texture, make_background, random_shape, random_texture, rasterise
 
-__all__ = ["SyntheticConfig", "SyntheticVideo", "davis_palette", "generate_video", "write_davis"]
+__all__ = ["SyntheticConfig", "SyntheticVideo", "generate_video"]
 
 _BAND = -1000  # owner-map label of the occluder band (objects are > 0, distractors in -1..-255)
 _PLACEMENT_TRIES = 200  # random positions tried per object on frame 0
@@ -375,42 +373,3 @@ def generate_video(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Sy
         video.in_frame.append({i: inside[i] / max(full[i], 1) for i in ids})
         video.distractor_masks.append((owner < 0) & (owner != _BAND))
     return video
-
-
-def davis_palette() -> np.ndarray:
-    """The DAVIS / PASCAL VOC colour palette ``[256, 3]`` uint8 (index 0 black, 1 red, 2 green, ...)."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        code, rgb = index, [0, 0, 0]
-        for bit in range(8):
-            for channel in range(3):
-                rgb[channel] |= ((code >> channel) & 1) << (7 - bit)
-            code >>= 3
-        palette[index] = rgb
-    return palette
-
-
-def write_davis(videos: dict[str, SyntheticVideo], root: str | Path) -> None:
-    """Save videos in the DAVIS layout under ``root``.
-
-    ``root/JPEGImages/<name>/00000.jpg`` (JPEG quality 95) and ``root/Annotations/<name>/00000.png``
-    (8-bit palette PNG whose pixel value is the object id, 0 background).
-    """
-    root = Path(root)
-    palette = davis_palette().reshape(-1).tolist()
-    for name, video in videos.items():
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise ValueError(f"write_davis: video name {name!r} must be a plain folder name")
-        if len(video.frames) != len(video.masks):
-            raise ValueError(f"write_davis: video {name!r} has {len(video.frames)} frames but {len(video.masks)} masks")
-        if any(not 0 < i <= 255 for i in video.object_ids):
-            raise ValueError(f"write_davis: video {name!r} object ids {video.object_ids} must be in 1..255")
-        image_dir, mask_dir = root / "JPEGImages" / name, root / "Annotations" / name
-        image_dir.mkdir(parents=True, exist_ok=True)
-        mask_dir.mkdir(parents=True, exist_ok=True)
-        for t, frame in enumerate(video.frames):
-            Image.fromarray(frame).save(image_dir / f"{t:05d}.jpg", quality=95)
-            ids = video.label_map(t)
-            png = Image.frombytes("P", (ids.shape[1], ids.shape[0]), ids.tobytes())
-            png.putpalette(palette)
-            png.save(mask_dir / f"{t:05d}.png")

@@ -111,6 +111,42 @@ class ObjectState:
     def recent_pointers(self, latest: int, pointer_window: int) -> int:
         return sum(self.non_cond_pointer(f) is not None for f in range(latest - pointer_window + 1, latest + 1))
 
+    def store(self, t: int, out: FrameOutput, memory: Tensor, max_cond: int) -> None:
+        """Record frame ``t``: a prompted output's memory goes to ``cond`` (keeping at most
+        ``max_cond`` prompted frames), another's to ``memories``."""
+        self.outputs[t] = out
+        if out.is_cond:
+            self.cond[t] = CondMemory(memory, out.obj_ptr)
+            self.memories.pop(t, None)
+            self.limit_cond(max_cond)
+        else:
+            self.cond.pop(t, None)
+            self.memories[t] = memory
+
+    def limit_cond(self, max_cond: int) -> None:
+        """Keep the first and the most recent prompted frames; an evicted one still in the
+        memory window becomes an ordinary memory."""
+        while len(self.cond) > max_cond:
+            drop = sorted(self.cond)[1]
+            cond = self.cond.pop(drop)
+            out = self.outputs.get(drop)
+            if out is not None:
+                self.outputs[drop] = replace(out, is_cond=False)
+                self.memories[drop] = cond.memory
+
+    def prune(self, latest: int, oldest: int, num_maskmem: int, max_object_pointers: int) -> None:
+        """Bound the state once frame ``latest`` is processed and ``oldest`` is the oldest
+        buffered frame: the ``num_maskmem - 1`` recent memories; outputs with logits for
+        buffered frames; pointer-only outputs for the ``max_object_pointers - 1`` frames before."""
+        for f in [f for f in self.memories if f <= latest - (num_maskmem - 1)]:
+            del self.memories[f]
+        keep_from = oldest - (max_object_pointers - 1)
+        for f, out in list(self.outputs.items()):
+            if f < keep_from or (f < oldest and out.is_cond):
+                del self.outputs[f]
+            elif f < oldest and out.raw_logits is not None:
+                self.outputs[f] = out.pointer_only()
+
 
 @dataclass(frozen=True)
 class BufferedFrame:

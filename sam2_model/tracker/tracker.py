@@ -28,7 +28,7 @@ from .graphs import GraphPath
 from .memory import memory_context_frames
 from .options import PRECISIONS, RUNTIME_OPTIONS, TrackerOptions
 from .results import FrameResult, ObjectResult, ObjectStats, TrackerStats
-from .state import BufferedFrame, CondMemory, FrameOutput, HistoryBuffer, ObjectState
+from .state import BufferedFrame, FrameOutput, HistoryBuffer, ObjectState
 from .steps import (
     StepFn,
     apply_prompt,
@@ -381,28 +381,6 @@ class SAM2Tracker:
                 out = obj.outputs[f]
                 (obj.memories[f],) = encode_memories(self.model, self.options, self._features(f), [out])
 
-    def _store(self, obj: ObjectState, t: int, out: FrameOutput, memory: torch.Tensor) -> None:
-        obj.outputs[t] = out
-        if out.is_cond:
-            obj.cond[t] = CondMemory(memory, out.obj_ptr)
-            obj.memories.pop(t, None)
-            self._limit_cond(obj)
-        else:
-            obj.cond.pop(t, None)
-            obj.memories[t] = memory
-
-    def _limit_cond(self, obj: ObjectState) -> None:
-        """Keep the first and the most recent prompted frames; an evicted one still in the
-        memory window becomes an ordinary memory."""
-        while len(obj.cond) > self.options.max_conditioning_frames:
-            frames = sorted(obj.cond)
-            drop = frames[1]
-            cond = obj.cond.pop(drop)
-            out = obj.outputs.get(drop)
-            if out is not None:
-                obj.outputs[drop] = replace(out, is_cond=False)
-                obj.memories[drop] = cond.memory
-
     def _retrack(self, obj: ObjectState, start: int, end: int) -> None:
         """Track one object again over buffered frames ``start..end`` (after a past prompt)."""
         for t in range(start, end + 1):
@@ -416,18 +394,12 @@ class SAM2Tracker:
             for f in [f for f in obj.memories if f < t - self.model.config.num_maskmem + 1]:
                 del obj.memories[f]
 
+    def _store(self, obj: ObjectState, t: int, out: FrameOutput, memory: torch.Tensor) -> None:
+        obj.store(t, out, memory, self.options.max_conditioning_frames)
+
     def _prune(self, obj: ObjectState) -> None:
-        """Bound the object's state: 6 recent memories; outputs with logits for buffered
-        frames; pointer-only outputs for the 15 frames before."""
-        latest, oldest = self._history.latest, self._history.oldest
-        for f in [f for f in obj.memories if f <= latest - (self.model.config.num_maskmem - 1)]:
-            del obj.memories[f]
-        keep_from = oldest - (self.options.max_object_pointers - 1)
-        for f, out in list(obj.outputs.items()):
-            if f < keep_from or (f < oldest and out.is_cond):
-                del obj.outputs[f]
-            elif f < oldest and out.raw_logits is not None:
-                obj.outputs[f] = out.pointer_only()
+        c = self.model.config
+        obj.prune(self._history.latest, self._history.oldest, c.num_maskmem, self.options.max_object_pointers)
 
     def iter_objects(self) -> Iterator[ObjectState]:
         """The objects' states (read-only use: tests and diagnostics)."""
