@@ -9,7 +9,7 @@ from PIL import Image
 
 from sam2_model.data.synthetic import SyntheticConfig, generate_video
 from sam2_model.eval.metrics import boundary, f_measure, jaccard, score_sequence
-from sam2_model.eval.synthetic import click_inside, evaluate_video, heldout_seed
+from sam2_model.eval.synthetic import FRAME_CODES, EvalReport, click_inside, evaluate_video, frame_code, heldout_seed
 
 
 def _random_masks(seed: int, h: int = 60, w: int = 80):
@@ -63,6 +63,28 @@ def test_click_inside_is_deep_inside():
     assert ring[int(y), int(x)]  # not the (empty) centre
 
 
+def test_frame_code_names_each_outcome():
+    def box(y0, y1, x0, x1):
+        m = np.zeros((20, 20), bool)
+        m[y0:y1, x0:x1] = True
+        return m
+
+    empty = np.zeros((20, 20), bool)
+    truth, other = box(0, 10, 0, 10), box(10, 20, 10, 20)
+    assert frame_code(truth, truth, [other]) == "o"
+    assert frame_code(box(0, 10, 0, 7), truth, [other]) == "o"  # IoU 0.7
+    assert frame_code(box(0, 10, 0, 6), truth, [other]) == "~"  # IoU 0.6
+    assert frame_code(box(0, 10, 0, 3), truth, [other]) == "~"  # IoU 0.3
+    assert frame_code(box(0, 10, 0, 2), truth, [other]) == "X"  # IoU 0.2, not on the other object
+    assert frame_code(box(9, 20, 9, 20), truth, [other]) == "O"  # 100 of 121 pixels on the other
+    assert frame_code(box(9, 20, 9, 20), truth, []) == "X"  # the same mask when no other is tracked
+    assert frame_code(empty, truth, [other]) == "M"
+    assert frame_code(empty, empty, [other]) == "."
+    assert frame_code(other, empty, [other]) == "H"
+    report = EvalReport()
+    assert report.frame_counts() == dict.fromkeys(FRAME_CODES, 0)
+
+
 def test_heldout_seeds_are_odd_and_training_seeds_even():
     assert all(heldout_seed(k) % 2 == 1 for k in range(100))
     import sam2_model.training.data as training_data
@@ -81,6 +103,13 @@ def test_evaluate_video_runs_and_scores(monkeypatch):
     for s in report.scores.values():
         assert s.frames == 4 and 0.0 <= s.jf <= 1.0
     assert 0 <= report.occlusion_correct <= report.occlusion_frames
+    assert set(report.timelines) == set(video.object_ids)
+    for i, line in report.timelines.items():
+        assert len(line) == 5 and set(line) <= set(FRAME_CODES)
+        visible = [bool(m[i].any()) for m in video.masks]
+        assert [c not in ".H" for c in line] == visible
+    counts = EvalReport([report]).frame_counts()
+    assert sum(counts.values()) == 4 * len(video.object_ids)
 
 
 def test_frame_sources(tmp_path):

@@ -22,7 +22,28 @@ from ..modeling.sam2 import SAM2Model
 from ..tracker import SAM2Tracker
 from .metrics import SequenceScore, score_sequence
 
-__all__ = ["EvalReport", "VideoReport", "click_inside", "evaluate", "evaluate_video", "heldout_seed", "main"]
+__all__ = [
+    "FRAME_CODES",
+    "EvalReport",
+    "VideoReport",
+    "click_inside",
+    "evaluate",
+    "evaluate_video",
+    "frame_code",
+    "heldout_seed",
+    "main",
+]
+
+# one character per object and frame in a timeline (see frame_code)
+FRAME_CODES = {
+    "o": "visible, IoU >= 0.7",
+    "~": "visible, 0.3 <= IoU < 0.7",
+    "O": "visible, IoU < 0.3, the mask mostly on other tracked objects",
+    "X": "visible, IoU < 0.3, the mask elsewhere (distractor or background)",
+    "M": "visible, empty mask (missed)",
+    ".": "hidden, empty mask",
+    "H": "hidden, a mask anyway",
+}
 
 
 def heldout_seed(k: int) -> int:
@@ -55,6 +76,27 @@ def click_inside(mask: np.ndarray) -> tuple[float, float]:
     return float(x), float(y)
 
 
+def frame_code(pred: np.ndarray, truth: np.ndarray, others: list[np.ndarray]) -> str:
+    """How one object's mask fares on one frame, as one of :data:`FRAME_CODES`.
+
+    Args:
+        pred, truth: the predicted and true ``[H, W]`` bool masks of the object.
+        others: the true masks of the other tracked objects on that frame.
+    """
+    if not truth.any():
+        return "H" if pred.any() else "."
+    area = int(pred.sum())
+    if area == 0:
+        return "M"
+    iou = (pred & truth).sum() / (pred | truth).sum()
+    if iou >= 0.7:
+        return "o"
+    if iou >= 0.3:
+        return "~"
+    on_others = sum(int((pred & m).sum()) for m in others)
+    return "O" if on_others > area / 2 else "X"
+
+
 @dataclass
 class VideoReport:
     """One video's results."""
@@ -63,6 +105,7 @@ class VideoReport:
     scores: dict[int, SequenceScore]  # per object
     occlusion_correct: int  # frames (fully hidden or fully visible) with the right flag
     occlusion_frames: int  # such frames
+    timelines: dict[int, str] = field(default_factory=dict)  # per object: a FRAME_CODES character per frame
 
 
 @dataclass
@@ -83,6 +126,15 @@ class EvalReport:
     @property
     def f(self) -> float:
         return float(np.mean([s.f for v in self.videos for s in v.scores.values()]))
+
+    def frame_counts(self) -> dict[str, int]:
+        """Frames after the first, over all objects, per :data:`FRAME_CODES` character."""
+        counts = dict.fromkeys(FRAME_CODES, 0)
+        for v in self.videos:
+            for line in v.timelines.values():
+                for c in line[1:]:
+                    counts[c] += 1
+        return counts
 
     @property
     def occlusion_accuracy(self) -> float:
@@ -110,8 +162,15 @@ def evaluate_video(model: SAM2Model, video: SyntheticVideo, seed: int = -1) -> V
                 if vis == 0.0 or vis == 1.0:
                     total += 1
                     correct += int(o.occluded == (vis == 0.0))
-    scores = {i: score_sequence(preds[i], [m[i] for m in video.masks]) for i in video.object_ids}
-    return VideoReport(seed, scores, correct, total)
+    ids = video.object_ids
+    scores = {i: score_sequence(preds[i], [m[i] for m in video.masks]) for i in ids}
+    timelines = {
+        i: "".join(
+            frame_code(p, truth[i], [truth[j] for j in ids if j != i]) for p, truth in zip(preds[i], video.masks)
+        )
+        for i in ids
+    }
+    return VideoReport(seed, scores, correct, total, timelines)
 
 
 def evaluate(
@@ -136,16 +195,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--first", type=int, default=0, help="index of the first held-out video (validation: 500, reported: 0)"
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print each object's frames, one character each: "
+        + ", ".join(f"{c} {what}" for c, what in FRAME_CODES.items()),
+    )
     args = parser.parse_args(argv)
     model = build_sam2(args.model, args.checkpoint, device=args.device)
     report = evaluate(model, args.videos, first=args.first)
     for v in report.videos:
         per_object = " ".join(f"{i}:{s.jf:.3f}" for i, s in v.scores.items())
         print(f"video seed {v.seed}: J&F {per_object}")
+        if args.timeline:
+            for i, line in v.timelines.items():
+                print(f"    object {i}: {line}")
     print(
         f"\n{len(report.videos)} videos: J {report.j:.3f}  F {report.f:.3f}  J&F {report.jf:.3f}  "
         f"occlusion flag {report.occlusion_accuracy:.1%} correct"
     )
+    if args.timeline:
+        counts = report.frame_counts()
+        total = max(sum(counts.values()), 1)
+        for c, n in counts.items():
+            print(f"  {c} {n / total:6.1%}  {FRAME_CODES[c]}")
     return 0
 
 
