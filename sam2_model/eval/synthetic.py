@@ -20,7 +20,7 @@ from ..build import build_sam2
 from ..data.synthetic import SyntheticConfig, SyntheticVideo, generate_video
 from ..modeling.sam2 import SAM2Model
 from ..tracker import SAM2Tracker
-from .metrics import SequenceScore, score_sequence
+from .metrics import SequenceScore, jaccard, score_sequence
 
 __all__ = [
     "FRAME_CODES",
@@ -88,7 +88,7 @@ def frame_code(pred: np.ndarray, truth: np.ndarray, others: list[np.ndarray]) ->
     area = int(pred.sum())
     if area == 0:
         return "M"
-    iou = (pred & truth).sum() / (pred | truth).sum()
+    iou = jaccard(pred, truth)
     if iou >= 0.7:
         return "o"
     if iou >= 0.3:
