@@ -17,6 +17,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from PIL import Image as PILImage
 from PIL import ImageDraw
+from rclpy.client import Client
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -34,6 +35,14 @@ __all__ = ["DemoSession"]
 
 IMAGE_TOPIC = "/demo/image"
 TRACKER = "/sam2_tracker"
+
+
+def _ros_args(params: dict[str, object]) -> list[str]:
+    """Command-line arguments that remap ``image`` to the demo's topic and set ``params``."""
+    args = ["--ros-args", "-r", f"image:={IMAGE_TOPIC}"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    return args
 
 
 class DemoSession:
@@ -94,50 +103,43 @@ class DemoSession:
             f"model {a.model} ({a.checkpoint})",
             flush=True,
         )
-        self.procs.append(
-            start_process(
-                [
-                    _executable("tracker_node"),
-                    "--ros-args",
-                    "-r",
-                    f"image:={IMAGE_TOPIC}",
-                    "-p",
-                    f"checkpoint:={a.checkpoint}",
-                    "-p",
-                    f"model_config:={a.model}",
-                    "-p",
-                    f"device:={a.device}",
-                ],
-                self.out / "tracker_node.log",
-            )
-        )
+        client = self._start_tracker()
+        camera = self._start_camera()
+        started = time.monotonic()
+        self._click_objects(client)
+        camera.wait(timeout=a.frames / a.rate + 60)
+        time.sleep(2.0)
+        elapsed = time.monotonic() - started
+        return self.report(elapsed)
+
+    def _start_tracker(self) -> Client:
+        """Start the tracker node; return a client of its ``add_prompt`` once it is tracking."""
+        a = self.args
+        log = self.out / "tracker_node.log"
+        params = {"checkpoint": a.checkpoint, "model_config": a.model, "device": a.device}
+        self.procs.append(start_process([_executable("tracker_node"), *_ros_args(params)], log))
         client = self.node.create_client(AddPrompt, f"{TRACKER}/add_prompt")
         if not client.wait_for_service(timeout_sec=120):
-            raise TimeoutError(f"demo: the tracker node did not start (see {self.out / 'tracker_node.log'})")
-        log = self.out / "tracker_node.log"
+            raise TimeoutError(f"demo: the tracker node did not start (see {log})")
         wait_until(lambda: "active: tracking" in log.read_text(), 120, f"the tracker to activate (see {log})")
-        self.procs.append(
-            start_process(
-                [
-                    _executable("video_publisher"),
-                    "--ros-args",
-                    "-r",
-                    f"image:={IMAGE_TOPIC}",
-                    "-p",
-                    f"source:=synthetic:{self.seed}:{a.frames}",
-                    "-p",
-                    f"rate:={a.rate}",
-                    "-p",
-                    "hold_first_frame:=3.0",
-                    "-p",
-                    "start_delay:=0.5",
-                    "-p",
-                    "wait_for_subscribers:=2",
-                ],
-                self.out / "video_publisher.log",
-            )
-        )
-        started = time.monotonic()
+        return client
+
+    def _start_camera(self) -> subprocess.Popen:
+        """Start the camera stand-in playing the held-out video."""
+        a = self.args
+        params = {
+            "source": f"synthetic:{self.seed}:{a.frames}",
+            "rate": a.rate,
+            "hold_first_frame": 3.0,
+            "start_delay": 0.5,
+            "wait_for_subscribers": 2,
+        }
+        proc = start_process([_executable("video_publisher"), *_ros_args(params)], self.out / "video_publisher.log")
+        self.procs.append(proc)
+        return proc
+
+    def _click_objects(self, client: Client) -> None:
+        """Once the first frame's results are in, click each object once on that frame."""
         wait_until(
             lambda: any(self.frame_of_stamp.get(s) == 0 for s in list(self.objects)), 60, "the first frame's results"
         )
@@ -152,10 +154,6 @@ class DemoSession:
             wait_until(future.done, 60, "the prompt's answer")
             resp = future.result()
             print(f"demo: click ({x:.0f}, {y:.0f}) -> {resp.message}", flush=True)
-        self.procs[1].wait(timeout=a.frames / a.rate + 60)
-        time.sleep(2.0)
-        elapsed = time.monotonic() - started
-        return self.report(elapsed)
 
     # ---------------------------------------------------------------- outputs
     def report(self, elapsed: float) -> int:

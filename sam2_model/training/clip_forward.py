@@ -21,7 +21,11 @@ from torch import Tensor
 from ..modeling.common import sine_position_encoding_2d
 from ..modeling.sam2 import HeadsOutput, ImageFeatures, SAM2Model
 
-__all__ = ["ClipOutput", "ClipPrompt", "FrameStep", "forward_clip"]
+__all__ = ["ClipOutput", "ClipPrompt", "Correction", "FrameStep", "forward_clip"]
+
+# (frame, low-res logits [B, 1, h, w]) -> the next corrective click per object ((x, y), label),
+# None for an object that gets none, or None to stop the correction rounds
+Correction = Callable[[int, Tensor], list[tuple[np.ndarray, int] | None] | None]
 
 
 @dataclass
@@ -133,11 +137,39 @@ def _one(feats: ImageFeatures, k: int) -> ImageFeatures:
     return ImageFeatures(feats.features[k : k + 1], feats.pos[k : k + 1], (hr0[k : k + 1], hr1[k : k + 1]))
 
 
+def _prompted_frame(
+    model: SAM2Model,
+    feats: ImageFeatures,
+    t: int,
+    frame_prompts: list[ClipPrompt],
+    correction: Correction | None,
+    correction_rounds: int,
+    out: ClipOutput,
+) -> list[HeadsOutput]:
+    """Decode a prompted frame from its prompts, then run the correction rounds; every round's
+    outputs are appended to ``out``. Returns the last round's outputs, one per object."""
+    objects = [_prompt_heads(model, _one(feats, k), p, None) for k, p in enumerate(frame_prompts)]
+    out.steps.append(FrameStep(t, objects, prompted=True))
+    for _ in range(correction_rounds if correction is not None else 0):
+        clicks = correction(t, torch.cat([o.logits for o in objects]).detach())
+        if clicks is None:
+            break
+        updated = []
+        for k, (p, click) in enumerate(zip(frame_prompts, clicks)):
+            if p.mask is None and click is not None:  # mask prompts are not corrected
+                p = _corrected(p, click)
+                objects[k] = _prompt_heads(model, _one(feats, k), p, objects[k].logits.detach())
+            updated.append(p)
+        frame_prompts = updated
+        out.steps.append(FrameStep(t, list(objects), prompted=True))
+    return objects
+
+
 def forward_clip(
     model: SAM2Model,
     images: Tensor,
     prompts: dict[int, list[ClipPrompt]],
-    correction: Callable[[int, Tensor], list[tuple[np.ndarray, int]] | None] | None = None,
+    correction: Correction | None = None,
     correction_rounds: int = 0,
     max_pointers: int = 16,
     binarize_prompted: bool = False,
@@ -173,22 +205,7 @@ def forward_clip(
     for t in range(num_frames):
         feats = _frame_features(feats_all, t, rows, num_objects)  # [B, ...]
         if t in prompts:
-            frame_prompts = prompts[t]
-            objects = [_prompt_heads(model, _one(feats, k), p, None) for k, p in enumerate(frame_prompts)]
-            out.steps.append(FrameStep(t, objects, prompted=True))
-            for _ in range(correction_rounds if correction is not None else 0):
-                logits = torch.cat([o.logits for o in objects]).detach()
-                clicks = correction(t, logits)
-                if clicks is None:
-                    break
-                updated = []
-                for k, (p, click) in enumerate(zip(frame_prompts, clicks)):
-                    if p.mask is None and click is not None:  # mask prompts are not corrected
-                        p = _corrected(p, click)
-                        objects[k] = _prompt_heads(model, _one(feats, k), p, objects[k].logits.detach())
-                    updated.append(p)
-                frame_prompts = updated
-                out.steps.append(FrameStep(t, list(objects), prompted=True))
+            objects = _prompted_frame(model, feats, t, prompts[t], correction, correction_rounds, out)
             is_cond = True
         else:
             memory, memory_pos, n_ptr = _memory_tokens(model, bank, t, max_pointers)
