@@ -89,6 +89,26 @@ def test_a_batch_of_clips_equals_the_clips_one_by_one():
         forward_clip(model, torch.stack(images), batched_prompts)
 
 
+def test_each_correction_round_keeps_its_own_outputs():
+    """A prompted frame's first step holds the masks from the prompt alone: the correction
+    round that follows is a step of its own and does not overwrite them."""
+    model = unit_model()
+    frames, _ = moving_shapes_video(3, H, W, seed=3)
+    images = torch.cat([preprocess_image(f, model.image_size) for f in frames])
+    prompts = {0: [ClipPrompt(torch.tensor([[30.0, 40.0]]), torch.tensor([1]), None)]}
+
+    def correction(t, logits):  # a negative click next to the positive one
+        return [((34.0, 44.0), 0)] * logits.shape[0]
+
+    with torch.inference_mode():
+        plain = forward_clip(model, images, prompts)
+        corrected = forward_clip(model, images, prompts, correction, 1)
+    assert [(s.frame, s.prompted) for s in corrected.steps] == [(0, True), (0, True), (1, False), (2, False)]
+    first, second = corrected.steps[0].objects[0].logits, corrected.steps[1].objects[0].logits
+    torch.testing.assert_close(first, plain.steps[0].objects[0].logits)
+    assert (first - second).abs().max() > 1e-3  # the click changed the mask
+
+
 def _tiny_run(tmp_path, steps, **kw):
     settings = {
         "model": "sam2_ros_demo",

@@ -149,7 +149,7 @@ def _prompted_frame(
     """Decode a prompted frame from its prompts, then run the correction rounds; every round's
     outputs are appended to ``out``. Returns the last round's outputs, one per object."""
     objects = [_prompt_heads(model, _one(feats, k), p, None) for k, p in enumerate(frame_prompts)]
-    out.steps.append(FrameStep(t, objects, prompted=True))
+    out.steps.append(FrameStep(t, list(objects), prompted=True))  # a copy: the rounds replace objects[k]
     for _ in range(correction_rounds if correction is not None else 0):
         clicks = correction(t, torch.cat([o.logits for o in objects]).detach())
         if clicks is None:
