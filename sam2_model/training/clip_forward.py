@@ -149,19 +149,20 @@ def _prompted_frame(
     """Decode a prompted frame from its prompts, then run the correction rounds; every round's
     outputs are appended to ``out``. Returns the last round's outputs, one per object."""
     objects = [_prompt_heads(model, _one(feats, k), p, None) for k, p in enumerate(frame_prompts)]
-    out.steps.append(FrameStep(t, list(objects), prompted=True))  # a copy: the rounds replace objects[k]
+    out.steps.append(FrameStep(t, objects, prompted=True))
     for _ in range(correction_rounds if correction is not None else 0):
         clicks = correction(t, torch.cat([o.logits for o in objects]).detach())
         if clicks is None:
             break
-        updated = []
-        for k, (p, click) in enumerate(zip(frame_prompts, clicks)):
+        prompts_next, objects_next = [], []  # new lists: each round's step keeps its own outputs
+        for k, (p, o, click) in enumerate(zip(frame_prompts, objects, clicks)):
             if p.mask is None and click is not None:  # mask prompts are not corrected
                 p = _corrected(p, click)
-                objects[k] = _prompt_heads(model, _one(feats, k), p, objects[k].logits.detach())
-            updated.append(p)
-        frame_prompts = updated
-        out.steps.append(FrameStep(t, list(objects), prompted=True))
+                o = _prompt_heads(model, _one(feats, k), p, o.logits.detach())
+            prompts_next.append(p)
+            objects_next.append(o)
+        frame_prompts, objects = prompts_next, objects_next
+        out.steps.append(FrameStep(t, objects, prompted=True))
     return objects
 
 
