@@ -123,6 +123,25 @@ def test_prompt_on_past_frame_retracks_to_latest(model, video):
         assert torch.equal(other.outputs[f].raw_logits, before[1][f])
 
 
+def test_retrack_holds_no_memory_older_than_a_frame_attends_to(model, video, monkeypatch):
+    import sam2_model.tracker.tracker as tracker_module
+
+    frames, _ = video
+    tracker = start_session(model, frames, n=14)
+    held = []
+    real = tracker_module.track_objects
+
+    def spy(model, options, feats, objs, t, step):
+        held.append((t, sorted(objs[0].memories)))
+        return real(model, options, feats, objs, t, step)
+
+    monkeypatch.setattr(tracker_module, "track_objects", spy)
+    tracker.add_prompt(2, points=[[50, 40]], labels=[0], frame_index=3)
+    assert [t for t, _ in held] == list(range(4, 14))
+    for t, memories in held:  # of the frames before t: t-6 .. t-1, not frame 0 (a prompt's)
+        assert [f for f in memories if f < t] == [f for f in range(max(t - 6, 1), t)], t
+
+
 def test_new_object_on_past_frame(model, video):
     frames, _ = video
     tracker = start_session(model, frames, n=10)

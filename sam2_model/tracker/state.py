@@ -134,12 +134,17 @@ class ObjectState:
                 self.outputs[drop] = replace(out, is_cond=False)
                 self.memories[drop] = cond.memory
 
+    def drop_old_memories(self, latest: int, num_maskmem: int) -> None:
+        """Keep the memories of the ``num_maskmem - 1`` frames up to ``latest``: those the
+        next frame attends to."""
+        for f in [f for f in self.memories if f <= latest - (num_maskmem - 1)]:
+            del self.memories[f]
+
     def prune(self, latest: int, oldest: int, num_maskmem: int, max_object_pointers: int) -> None:
         """Bound the state once frame ``latest`` is processed and ``oldest`` is the oldest
         buffered frame: the ``num_maskmem - 1`` recent memories; outputs with logits for
         buffered frames; pointer-only outputs for the ``max_object_pointers - 1`` frames before."""
-        for f in [f for f in self.memories if f <= latest - (num_maskmem - 1)]:
-            del self.memories[f]
+        self.drop_old_memories(latest, num_maskmem)
         keep_from = oldest - (max_object_pointers - 1)
         for f, out in list(self.outputs.items()):
             if f < keep_from or (f < oldest and out.is_cond):

@@ -391,8 +391,7 @@ class SAM2Tracker:
             feats = self._features(t)
             outputs, memories = track_objects(self.model, self.options, feats, [obj], t, self._step_fn())
             self._store(obj, t, outputs[obj.obj_id], memories[obj.obj_id])
-            for f in [f for f in obj.memories if f < t - self.model.config.num_maskmem + 1]:
-                del obj.memories[f]
+            obj.drop_old_memories(t, self.model.config.num_maskmem)
 
     def _store(self, obj: ObjectState, t: int, out: FrameOutput, memory: torch.Tensor) -> None:
         obj.store(t, out, memory, self.options.max_conditioning_frames)
