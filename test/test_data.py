@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -51,6 +52,29 @@ def test_same_seed_same_video_other_seed_other_video():
     assert a.visibility == b.visibility and a.in_frame == b.in_frame
     assert all(np.array_equal(x, y) for x, y in zip(a.distractor_masks, b.distractor_masks))
     assert np.abs(a.frames[0].astype(int) - c.frames[0].astype(int)).mean() > 10
+
+
+def test_a_window_of_frames_equals_those_frames_of_the_whole_video(videos):
+    """generate_video(frames=...) renders only a window; its frames and ground truth are the
+    whole video's (earlier frames' noise is still drawn), with or without noise."""
+    for cfg, whole in ((SyntheticConfig(), videos[1]), (SyntheticConfig(noise_std=0.0, num_frames=9), None)):
+        whole = whole or generate_video(1, cfg)
+        for window in (range(0, 1), range(5, 9), range(cfg.num_frames - 1, cfg.num_frames), range(cfg.num_frames)):
+            part = generate_video(1, cfg, frames=window)
+            assert part.first_frame == window.start and part.object_ids == whole.object_ids
+            assert len(part.frames) == len(part.masks) == len(part.visibility) == len(window)
+            for k, t in enumerate(window):
+                assert np.array_equal(part.frames[k], whole.frames[t])
+                assert all(np.array_equal(part.masks[k][i], whole.masks[t][i]) for i in whole.object_ids)
+                assert part.visibility[k] == whole.visibility[t] and part.in_frame[k] == whole.in_frame[t]
+                assert np.array_equal(part.distractor_masks[k], whole.distractor_masks[t])
+                assert np.array_equal(part.label_map(k), whole.label_map(t))
+
+
+@pytest.mark.parametrize("frames", [range(0, 0), range(20, 25), range(-1, 3), range(0, 8, 2), [0, 1]])
+def test_a_bad_window_names_the_argument(frames):
+    with pytest.raises(ValueError, match="frames: expected a range"):
+        generate_video(1, frames=frames)
 
 
 def test_shapes_and_dtypes(videos):
@@ -337,7 +361,7 @@ def test_error_two_frames_with_one_name(tmp_path):
 def test_synthetic_clips_are_windows_of_longer_videos():
     """A clip is a random window of a full-length video (objects may leave or hide before
     it, or come back within it), with its masks as object ids."""
-    from sam2_model.training.data import ClipSource
+    from sam2_model.training.data import ClipSource, reappearance_windows
 
     config = SyntheticConfig(height=48, width=64, num_frames=12)
     source = ClipSource("synthetic", 4, config, augment=None)
@@ -350,6 +374,19 @@ def test_synthetic_clips_are_windows_of_longer_videos():
         assert np.array_equal(clip.frames[k], video.frames[start + k])
         for obj_id, mask in video.masks[start + k].items():
             assert np.array_equal(clip.masks[k] == obj_id, mask)
+    # clips where an object vanishes and comes back are windows of the whole video too
+    config = dataclasses.replace(config, occlusion_prob=1.0, exit_prob=1.0)
+    source = ClipSource("synthetic", 6, config, augment=None, reappear_prob=1.0)
+    rng, replay = np.random.default_rng(3), np.random.default_rng(3)
+    clip = source.sample(rng)
+    video = generate_video(2 * int(replay.integers(2**30 - 1)), config)
+    replay.random()
+    starts = reappearance_windows(video.visibility, 6) or list(range(12 - 6 + 1))
+    start = starts[int(replay.integers(len(starts)))]
+    assert len(reappearance_windows(video.visibility, 6)) < 12 - 6 + 1  # not every window is one
+    for k in range(6):
+        assert np.array_equal(clip.frames[k], video.frames[start + k])
+        assert np.array_equal(clip.masks[k], video.label_map(start + k))
 
 
 def test_reappearance_windows():

@@ -84,9 +84,10 @@ class SyntheticVideo:
     distractor_masks: list[np.ndarray] = field(default_factory=list)  # per frame: [H, W] bool visible distractors
     distractor_sources: list[int] = field(default_factory=list)  # per distractor: the object id it imitates
     occluder_mask: np.ndarray | None = None  # [H, W] bool occluder band (over everything), None when absent
+    first_frame: int = 0  # the frame number of frames[0] (generate_video(frames=...) renders a window)
 
     def label_map(self, t: int) -> np.ndarray:
-        """Frame ``t``'s ground truth as one ``[H, W]`` uint8 id map (0 background)."""
+        """The ground truth of ``frames[t]`` as one ``[H, W]`` uint8 id map (0 background)."""
         ids = np.zeros(self.frames[t].shape[:2], dtype=np.uint8)
         for oid, mask in self.masks[t].items():
             ids[mask] = oid
@@ -329,13 +330,24 @@ def _draw(image: np.ndarray, owner: np.ndarray, layer: _Layer, t: int, angle: fl
     return full, int(hit.sum())
 
 
-def generate_video(seed: int, config: SyntheticConfig = SyntheticConfig()) -> SyntheticVideo:
+def generate_video(
+    seed: int, config: SyntheticConfig = SyntheticConfig(), frames: range | None = None
+) -> SyntheticVideo:
     """A synthetic video and its ground truth; the same ``seed`` and ``config`` give the same video.
 
     Every object is fully visible, apart from the others, on frame 0, with an area of at least
     ``config.min_object_area`` of the frame.
+
+    Args:
+        frames: render only this window ``range(start, stop)`` of the frames: the video's
+            per-frame lists then hold those frames, each identical to the same frame of the
+            whole video (training clips need a window, and rendering is most of the cost);
+            ``None``: every frame.
     """
     cfg, rng = config, np.random.default_rng(seed)
+    window = range(cfg.num_frames) if frames is None else frames
+    if not (isinstance(window, range) and window.step == 1 and 0 <= window.start < window.stop <= cfg.num_frames):
+        raise ValueError(f"frames: expected a range(start, stop) within 0..{cfg.num_frames}, got {frames!r}")
     height, width = cfg.height, cfg.width
     background, palette = make_background(rng, height, width)
     for attempt in range(_PLAN_ATTEMPTS):
@@ -355,8 +367,14 @@ def generate_video(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Sy
     sources = [
         next(o.label for o in layers if o.label > 0 and o.texture is la.texture) for la in layers if la.label < 0
     ]
-    video = SyntheticVideo([], [], [], ids, distractor_sources=sources, occluder_mask=occluder)
-    for t in range(cfg.num_frames):
+    video = SyntheticVideo(
+        [], [], [], ids, distractor_sources=sources, occluder_mask=occluder, first_frame=window.start
+    )
+    for t in range(window.stop):
+        if t < window.start:  # not rendered, but its noise is drawn: later frames stay the same
+            if cfg.noise_std > 0:
+                rng.standard_normal((height, width, 3), dtype=np.float32)
+            continue
         image = background.copy()
         owner = np.zeros((height, width), dtype=np.int16)
         full, inside = {}, {}
@@ -369,7 +387,7 @@ def generate_video(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Sy
             image += rng.standard_normal((height, width, 3), dtype=np.float32) * np.float32(cfg.noise_std)
         video.frames.append(np.clip(image + 0.5, 0, 255).astype(np.uint8))
         video.masks.append({i: owner == i for i in ids})
-        video.visibility.append({i: int(video.masks[t][i].sum()) / max(full[i], 1) for i in ids})
+        video.visibility.append({i: int(video.masks[-1][i].sum()) / max(full[i], 1) for i in ids})
         video.in_frame.append({i: inside[i] / max(full[i], 1) for i in ids})
         video.distractor_masks.append((owner < 0) & (owner != _BAND))
     return video
