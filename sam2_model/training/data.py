@@ -132,19 +132,23 @@ class ClipStream(torch.utils.data.IterableDataset):
     """Endless clips for a ``DataLoader`` with worker processes: ``(frames [T, 3, S, S],
     masks [T, K, S, S])`` on the CPU, K >= 1 objects visible on the first frame.
 
-    Each worker draws from its own generator, seeded by ``(seed, start, worker id)``: a run
-    resumed at step ``start`` gets fresh clips (not the ones an uninterrupted run would have
-    drawn; resumption is exact only without workers).
+    Each worker draws from its own generator, seeded by ``(seed, start, worker id)`` (and the
+    training process's rank, when several train together): a run resumed at step ``start``
+    gets fresh clips (not the ones an uninterrupted run would have drawn; resumption is exact
+    only without workers).
     """
 
-    def __init__(self, source: ClipSource, size: int, max_objects: int, seed: int, start: int = 0) -> None:
+    def __init__(
+        self, source: ClipSource, size: int, max_objects: int, seed: int, start: int = 0, rank: int = 0
+    ) -> None:
         super().__init__()
         self.source, self.size, self.max_objects = source, size, max_objects
-        self.seed, self.start = seed, start
+        self.seed, self.start, self.rank = seed, start, rank
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, self.start, info.id if info is not None else 0])
+        key = [self.seed, self.start, info.id if info is not None else 0] + ([self.rank] if self.rank else [])
+        rng = np.random.default_rng(key)
         cpu = torch.device("cpu")
         while True:
             yield sample_clip_tensors(self.source, self.size, self.max_objects, rng, cpu)

@@ -51,7 +51,7 @@ class PromptSampler:
         probabilities: PromptProbabilities = PromptProbabilities(),
         box_noise: float = 0.1,
         box_noise_max: int = 20,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,
     ) -> None:
         """``box_noise``: largest move of a box coordinate as a fraction of the box side;
         ``box_noise_max``: cap of that move in pixels; ``seed``: for reproducible draws."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -27,10 +28,21 @@ from ..modeling.sam2 import SAM2Model
 from .augment import AugmentConfig
 from .clip_forward import ClipPrompt, forward_clip
 from .data import ClipSource, ClipStream, sample_clip_tensors
+from .distributed import (
+    average_gradients,
+    barrier,
+    check_in_sync,
+    gather_objects,
+    init_from_env,
+    mean_values,
+)
+from .ema import WeightAverage
 from .losses import LossWeights, sam2_loss
 from .prompt_sampler import PromptProbabilities, PromptSampler
 
 __all__ = ["TrainConfig", "Trainer", "WeightAverage", "inverse_sqrt_schedule", "param_groups"]
+
+_LOG_TERMS = ("total", "focal", "dice", "iou", "object_score")  # loss terms in log.csv, in order
 
 
 @dataclass(frozen=True)
@@ -109,21 +121,29 @@ def inverse_sqrt_schedule(step: int, warmup: int, total: int, cooldown_fraction:
 
 
 class Trainer:
-    """Runs :class:`TrainConfig`; ``run()`` resumes from ``out_dir/last.pt`` if present."""
+    """Runs :class:`TrainConfig`; ``run()`` resumes from ``out_dir/last.pt`` if present.
+
+    Started by ``torchrun`` with several processes, each trains on its own clips and the
+    gradients are averaged (:mod:`.distributed`): a step then learns from one batch of
+    ``batch_clips`` clips per process."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.group, self.device = init_from_env(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)  # the initial weights, dropout: reproducible by configuration
         self.model = build_sam2(cfg.model, image_size=cfg.image_size or None, device=self.device)
         if cfg.init_checkpoint:
             load_checkpoint(self.model, cfg.init_checkpoint)
+        if self.group.rank > 0:  # the same weights everywhere, but each process its own dropout
+            torch.manual_seed(cfg.seed + 1_000_003 * self.group.rank)
         self.model.train()
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.weight_decay, cfg.layer_decay))
         self.step = 0
-        self.rng = np.random.default_rng(cfg.seed)
+        # each process its own clips and prompts (process 0: the streams of a one-process run)
+        seed = cfg.seed if self.group.rank == 0 else [cfg.seed, self.group.rank]
+        self.rng = np.random.default_rng(seed)
         probs = PromptProbabilities(cfg.mask_prompt_prob, cfg.click_prompt_prob, cfg.box_prompt_prob)
-        self.sampler = PromptSampler(probs, seed=cfg.seed)
+        self.sampler = PromptSampler(probs, seed=seed)
         self.source = ClipSource(
             cfg.data, cfg.clip_length, cfg.synthetic, cfg.seed, cfg.augment, reappear_prob=cfg.reappear_clip_prob
         )
@@ -133,7 +153,18 @@ class Trainer:
         self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     # ------------------------------------------------------------ checkpoints
+    def _random_state(self) -> dict:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+
     def save(self, path: Path) -> None:
+        """Write a resumable checkpoint (process 0 writes; every process must call it)."""
+        states = gather_objects(self._random_state(), self.group)  # every process's random streams
+        if not self.group.is_main:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         save_checkpoint(
@@ -142,9 +173,8 @@ class Trainer:
             step=self.step,
             optimizer=self.optimizer.state_dict(),
             config=_plain(dataclasses.asdict(self.cfg)),
-            rng=self.rng.bit_generator.state,
-            sampler_rng=self.sampler.rng.bit_generator.state,
-            torch_rng=torch.get_rng_state(),
+            **states[0],
+            **({"other_processes": states[1:]} if self.group.enabled else {}),
             **({"ema": self.ema.state} if self.ema is not None else {}),
         )
         tmp.replace(path)  # never a half-written checkpoint
@@ -154,9 +184,21 @@ class Trainer:
         load_checkpoint(self.model, raw["model"])
         self.optimizer.load_state_dict(raw["optimizer"])
         self.step = int(raw["step"])
-        self.rng.bit_generator.state = raw["rng"]
-        self.sampler.rng.bit_generator.state = raw["sampler_rng"]
-        torch.set_rng_state(raw["torch_rng"])
+        others = raw.get("other_processes", [])
+        if len(others) + 1 == self.group.world_size:
+            state = raw if self.group.rank == 0 else others[self.group.rank - 1]
+            self.rng.bit_generator.state = state["rng"]
+            self.sampler.rng.bit_generator.state = state["sampler_rng"]
+            torch.set_rng_state(state["torch_rng"])
+        else:  # another number of processes: fresh streams, not the ones the run would have drawn
+            fresh = [self.cfg.seed, self.group.rank, self.step]
+            self.rng, self.sampler.rng = np.random.default_rng(fresh), np.random.default_rng([*fresh, 1])
+            if self.group.is_main:
+                print(
+                    f"{path}: written by {len(others) + 1} process(es), resumed by {self.group.world_size}: "
+                    "the weights continue exactly, the random clips do not",
+                    file=sys.stderr,
+                )
         if self.ema is not None:
             if "ema" not in raw:
                 raise ValueError(f"{path}: has no weight average to resume with ema_decay={self.cfg.ema_decay}")
@@ -210,7 +252,7 @@ class Trainer:
 
     def _loader(self) -> torch.utils.data.DataLoader:
         cfg = self.cfg
-        stream = ClipStream(self.source, self.model.image_size, cfg.max_objects, cfg.seed, self.step)
+        stream = ClipStream(self.source, self.model.image_size, cfg.max_objects, cfg.seed, self.step, self.group.rank)
         return torch.utils.data.DataLoader(
             stream,
             batch_size=None,
@@ -263,6 +305,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:  # not when every output is a mask prompt taken as it is
             total.backward()
+        # with several processes: their mean gradient; False when no process has one
+        if average_gradients(model.parameters(), self.group):
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             if self.ema is not None:
@@ -273,69 +317,52 @@ class Trainer:
     # ------------------------------------------------------------ the run
     def run(self) -> Path:
         """Train to ``cfg.steps`` (resuming if possible); returns the final checkpoint."""
-        cfg = self.cfg
+        cfg, main = self.cfg, self.group.is_main
         last = self.out / "last.pt"
         if last.exists():
             self.resume(last)
-            print(f"resuming from {last} at step {self.step}", file=sys.stderr)
-        self.out.mkdir(parents=True, exist_ok=True)
-        log_path = self.out / "log.csv"
-        new_log = not log_path.exists()
-        with open(log_path, "a", newline="") as log_file:
-            writer = csv.writer(log_file)
-            if new_log:
-                writer.writerow(["step", "lr", "total", "focal", "dice", "iou", "object_score", "seconds_per_step"])
-            start, done_at_start = time.monotonic(), self.step
+            if main:
+                print(f"resuming from {last} at step {self.step}", file=sys.stderr)
+        log_file = self._open_log() if main else None
+        start, done_at_start = time.monotonic(), self.step
+        try:
             while self.step < cfg.steps:
                 t0 = time.monotonic()
                 terms = self.train_step()
                 sec = time.monotonic() - t0
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    writer.writerow(
-                        [self.step, f"{terms['lr']:.3e}"]
-                        + [f"{terms[k]:.5f}" for k in ("total", "focal", "dice", "iou", "object_score")]
-                        + [f"{sec:.3f}"]
-                    )
-                    log_file.flush()
-                    rate = (self.step - done_at_start) / max(time.monotonic() - start, 1e-9)
-                    _progress(self.step, cfg.steps, terms["total"], rate)
+                    terms = mean_values(terms, self.group, self.device)  # over the processes
+                    if log_file is not None:
+                        row = [self.step, f"{terms['lr']:.3e}"]
+                        row += [f"{terms[k]:.5f}" for k in _LOG_TERMS] + [f"{sec:.3f}"]
+                        csv.writer(log_file).writerow(row)
+                        log_file.flush()
+                        rate = (self.step - done_at_start) / max(time.monotonic() - start, 1e-9)
+                        _progress(self.step, cfg.steps, terms["total"], rate)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    check_in_sync(self.model, self.group, self.step)
                     self.save(last)
-        print(file=sys.stderr)
+        finally:
+            if log_file is not None:
+                log_file.close()
         final = self.out / "final.pt"
         if self.ema is not None:  # the average is the result; the raw weights stay in last.pt
             self.ema.copy_to(self.model)
-        save_checkpoint(self.model, final, step=self.step, config=_plain(dataclasses.asdict(cfg)))
+        if main:
+            print(file=sys.stderr)
+            save_checkpoint(self.model, final, step=self.step, config=_plain(dataclasses.asdict(cfg)))
+        barrier(self.group)  # final.pt exists for every process
         return final
 
-
-class WeightAverage:
-    """An exponential moving average of a model's floating-point weights and buffers:
-    after each optimiser step ``avg = decay * avg + (1 - decay) * weight``, starting from the
-    weights it is created with. Integer buffers are not averaged."""
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        current = model.state_dict()
-        for name, avg in self.state.items():
-            avg.lerp_(current[name].detach(), 1.0 - self.decay)
-
-    def load(self, state: dict[str, Tensor]) -> None:
-        if state.keys() != self.state.keys():
-            raise ValueError("ema: the saved weight average does not match the model's weights")
-        for name, avg in self.state.items():
-            avg.copy_(state[name])
-
-    @torch.no_grad()
-    def copy_to(self, model: torch.nn.Module) -> None:
-        """Put the averaged weights into ``model``."""
-        current = model.state_dict()
-        for name, avg in self.state.items():
-            current[name].copy_(avg)
+    def _open_log(self) -> TextIO:
+        """``out_dir/log.csv`` for appending (with its header if new)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "log.csv"
+        new_log = not path.exists()
+        log_file = open(path, "a", newline="")  # noqa: SIM115 (closed by run())
+        if new_log:
+            csv.writer(log_file).writerow(["step", "lr", "total", *_LOG_TERMS[1:], "seconds_per_step"])
+        return log_file
 
 
 def _one_thread(worker_id: int) -> None:
