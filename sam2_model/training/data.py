@@ -69,15 +69,14 @@ class ClipSource:
             # even seeds only: odd seeds are held out for evaluation (see sam2_model.eval)
             seed = 2 * int(rng.integers(2**30 - 1))
             starts = range(self.synthetic.num_frames - self.clip_length + 1)
+            video = None
             if self.reappear_prob > 0 and rng.random() < self.reappear_prob:
                 video = generate_video(seed, self.synthetic)  # the whole video: where objects vanish
                 starts = reappearance_windows(video.visibility, self.clip_length) or starts
-                start = starts[int(rng.integers(len(starts)))]
-                window = range(start, start + self.clip_length)
-            else:  # only the window is rendered (the same frames as in the whole video)
-                start = starts[int(rng.integers(len(starts)))]
+            start = starts[int(rng.integers(len(starts)))]
+            if video is None:  # only the window is rendered (the same frames as in the whole video)
                 video = generate_video(seed, self.synthetic, frames=range(start, start + self.clip_length))
-                window = range(self.clip_length)
+            window = range(start - video.first_frame, start - video.first_frame + self.clip_length)
             clip = Clip(np.stack([video.frames[t] for t in window]), np.stack([video.label_map(t) for t in window]))
         else:
             sample = self._video(self.dataset.names[int(rng.integers(len(self.dataset)))])
