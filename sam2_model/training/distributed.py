@@ -31,7 +31,6 @@ __all__ = [
     "gather_objects",
     "init_from_env",
     "mean_values",
-    "shutdown",
 ]
 
 
@@ -139,9 +138,3 @@ def barrier(group: ProcessGroup) -> None:
     """Wait for every process."""
     if group.enabled:
         dist.barrier()
-
-
-def shutdown(group: ProcessGroup) -> None:
-    """Leave the process group."""
-    if group.enabled and dist.is_initialized():
-        dist.destroy_process_group()

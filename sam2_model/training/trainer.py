@@ -361,7 +361,7 @@ class Trainer:
         new_log = not path.exists()
         log_file = open(path, "a", newline="")  # noqa: SIM115 (closed by run())
         if new_log:
-            csv.writer(log_file).writerow(["step", "lr", "total", *_LOG_TERMS[1:], "seconds_per_step"])
+            csv.writer(log_file).writerow(["step", "lr", *_LOG_TERMS, "seconds_per_step"])
         return log_file
 
 
