@@ -53,6 +53,28 @@ def test_training_forward_equals_the_tracker():
         torch.testing.assert_close(got, want[t - 1], rtol=1e-4, atol=1e-4)
 
 
+def test_the_last_frame_of_a_clip_encodes_no_memory():
+    # nothing reads it: encoding it would only cost time (a 1-frame clip encodes none)
+    model = unit_model()
+    frames, _ = moving_shapes_video(4, H, W, seed=5)
+    images = torch.cat([preprocess_image(f, model.image_size) for f in frames])
+    prompts = {
+        0: [
+            ClipPrompt(
+                points_to_model(np.array([[15.0, 20.0]]), (H, W), model.image_size, "cpu"), torch.tensor([1]), None
+            )
+        ]
+    }
+    calls = []
+    encode = model.encode_memory
+    model.encode_memory = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    with torch.no_grad():
+        assert len(forward_clip(model, images, prompts).steps) == 4
+        assert len(calls) == 3
+        forward_clip(model, images[:1], prompts)
+    assert len(calls) == 3
+
+
 def test_a_batch_of_clips_equals_the_clips_one_by_one():
     """Clips batched in one forward (objects of several clips, each on its own frames) give
     what each clip gives alone, for clicks, boxes and masks, with a correction round."""

@@ -215,6 +215,8 @@ def forward_clip(
             objects = _split(heads)
             out.steps.append(FrameStep(t, objects, prompted=False))
             is_cond = False
+        if t == num_frames - 1:  # no later frame reads this frame's memory
+            break
         logits = torch.cat([o.logits for o in objects])  # [B, 1, h, w]
         scores = torch.cat([o.object_score_logits for o in objects])
         high = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
