@@ -58,13 +58,7 @@ def test_the_last_frame_of_a_clip_encodes_no_memory():
     model = unit_model()
     frames, _ = moving_shapes_video(4, H, W, seed=5)
     images = torch.cat([preprocess_image(f, model.image_size) for f in frames])
-    prompts = {
-        0: [
-            ClipPrompt(
-                points_to_model(np.array([[15.0, 20.0]]), (H, W), model.image_size, "cpu"), torch.tensor([1]), None
-            )
-        ]
-    }
+    prompts = {0: [ClipPrompt(torch.tensor([[30.0, 40.0]]), torch.tensor([1]), None)]}  # model-input pixels
     calls = []
     encode = model.encode_memory
     model.encode_memory = lambda *a, **k: calls.append(1) or encode(*a, **k)
