@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the demo model (models/sam2_ros_demo.pt) from random weights on synthetic video.
-#   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~3 h on 2 CPU cores)
+#   bash scripts/train_demo.sh [OUT_DIR]      (default runs/demo; ~3.3 h on 2 CPU cores)
 # Environment: MODEL_OUT (where the final model is copied; default models/sam2_ros_demo.pt),
 # EVAL_VIDEOS (held-out videos evaluated at the end; default 30), STEPS (every stage runs this
 # many steps instead of its own: a smoke run of the whole chain, as test_demo.py does).
@@ -52,7 +52,11 @@ stage 6_clicks "$OUT/5_full/final.pt" --clip-length 24 --steps 600 --lr 2e-4 --w
     "${demo_prompts[@]}"
 stage 7_clicks_lowlr "$OUT/6_clicks/final.pt" --clip-length 24 --steps 400 --lr 1.5e-4 --warmup-steps 20 \
     "${demo_prompts[@]}"
+# 8. The same without dropout in the memory attention: for this small model on unlimited data
+#    the dropout only costs (0.809 -> 0.817 on validation videos, 10% faster steps).
+stage 8_nodrop "$OUT/7_clicks_lowlr/final.pt" --clip-length 24 --steps 600 --lr 2e-4 --warmup-steps 20 \
+    --memory-attention-dropout 0 --seed 11 "${demo_prompts[@]}"
 
 mkdir -p "$(dirname "$MODEL_OUT")"
-cp "$OUT/7_clicks_lowlr/final.pt" "$MODEL_OUT"
+cp "$OUT/8_nodrop/final.pt" "$MODEL_OUT"
 python -m sam2_model.eval --checkpoint "$MODEL_OUT" --videos "$EVAL_VIDEOS"

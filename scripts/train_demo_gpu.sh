@@ -6,6 +6,7 @@
 # Environment (defaults): INIT (models/sam2_ros_demo.pt; empty: random weights), MINUTES (7),
 # BATCH (16 clips per step), WORKERS (cores - 2 clip processes), CLIP (24 frames), LR (1e-4),
 # EXTRA (more sam2-train flags), EVAL_VIDEOS (30), DEVICE (cuda).
+# Trained as the demo model's last stage: the demo prompts, no memory-attention dropout.
 # It times 20 steps first and sets --steps so the run fits MINUTES (the schedule's warm-up and
 # cool-down then land inside the budget). The model goes to OUT_DIR/final.pt; copy it to
 # models/sam2_ros_demo.pt only if its validation J&F is better than the committed model's.
@@ -24,7 +25,8 @@ PY="${PYTHON:-python3}"
 read -r -a extra <<<"${EXTRA:-}"
 args=(--data synthetic --model sam2_ros_demo --init-checkpoint "$INIT" --device "$DEVICE" --clip-length "$CLIP"
   --batch-clips "$BATCH" --num-workers "$WORKERS" --lr "$LR" --warmup-steps 20 --grad-clip 1.0
-  --second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2 "${extra[@]}")
+  --second-prompt-prob 0.2 --mask-prompt-prob 0.2 --click-prompt-prob 0.6 --box-prompt-prob 0.2
+  --memory-attention-dropout 0 "${extra[@]}")
 
 rm -rf "$OUT/calibrate"
 mkdir -p "$OUT"

@@ -30,7 +30,7 @@ def test_demo_model_is_small_and_in_the_official_format():
 # less a margin for float-summation differences between machines. The target of the demo
 # model is J&F >= 0.85 (issue 5); the committed model does not reach it yet, so this guards
 # what it does reach and fails if a change to the model, tracker or metrics degrades it.
-MEASURED_JF_30_VIDEOS = 0.820
+MEASURED_JF_30_VIDEOS = 0.827
 
 
 def test_demo_model_keeps_its_measured_quality_on_held_out_videos():
@@ -63,7 +63,7 @@ def test_make_demo_pipeline(tmp_path):
     assert re.search(r"node: \d+ ms per frame tracking and publishing \(up to \d+ Hz\); output [\d.]+ Hz", out.stdout)
 
 
-STAGES = ("1_image", "2_video", "3_clip10", "4_reappear", "5_full", "6_clicks", "7_clicks_lowlr")
+STAGES = ("1_image", "2_video", "3_clip10", "4_reappear", "5_full", "6_clicks", "7_clicks_lowlr", "8_nodrop")
 
 
 def test_train_demo_script_runs_every_stage(tmp_path):

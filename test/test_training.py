@@ -19,7 +19,7 @@ from sam2_model.training.augment import AugmentConfig, Clip, augment_clip
 from sam2_model.training.cli import build_parser, config_from_args, main
 from sam2_model.training.clip_forward import ClipPrompt, forward_clip
 from sam2_model.training.data import ClipSource, ClipStream
-from sam2_model.training.trainer import inverse_sqrt_schedule, param_groups
+from sam2_model.training.trainer import inverse_sqrt_schedule, model_config, param_groups
 from sam2_model.transforms import points_to_model, preprocess_image
 
 H, W = 60, 80
@@ -285,6 +285,28 @@ def test_cli_maps_flags_to_the_config():
     assert cfg.data == "/d" and cfg.steps == 7 and cfg.lr == 1e-4 and cfg.amp is False
     assert cfg.model == "sam2_ros_demo"
     assert cfg.synthetic == SyntheticConfig() and cfg.augment == AugmentConfig()
+
+
+def _loss_twice(trainer: Trainer) -> tuple[float, float]:
+    """The loss of the same clip and prompts twice (lr 0: the weights do not move)."""
+    torch.manual_seed(0)
+    states = trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state
+    first = trainer.train_step()["total"]
+    trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state = states
+    return first, trainer.train_step()["total"]
+
+
+def test_memory_attention_dropout_is_a_run_setting(tmp_path):
+    cfg = config_from_args(build_parser().parse_args(["--memory-attention-dropout", "0"]))
+    assert model_config(cfg).memory_attention_dropout == 0.0
+    assert model_config(TrainConfig()).memory_attention_dropout == 0.1  # the configuration's
+    with pytest.raises(ValueError, match="memory_attention_dropout"):
+        TrainConfig(memory_attention_dropout=1.0)
+    # the setting reaches the model: without dropout a repeated step gives the same loss
+    first, second = _loss_twice(_tiny_run(tmp_path / "off", steps=4, lr=0.0, memory_attention_dropout=0.0))
+    assert first == second
+    first, second = _loss_twice(_tiny_run(tmp_path / "on", steps=4, lr=0.0, memory_attention_dropout=0.5))
+    assert first != second
 
 
 def test_cli_sets_synthetic_and_augment_settings():

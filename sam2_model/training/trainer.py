@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..build import build_sam2, resolve_device
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import SAM2Config, get_config
 from ..data.synthetic import SyntheticConfig
 from ..modeling.sam2 import SAM2Model
 from .augment import AugmentConfig
@@ -40,7 +41,7 @@ from .ema import WeightAverage
 from .losses import LossWeights, sam2_loss
 from .prompt_sampler import PromptProbabilities, PromptSampler
 
-__all__ = ["TrainConfig", "Trainer", "WeightAverage", "inverse_sqrt_schedule", "param_groups"]
+__all__ = ["TrainConfig", "Trainer", "WeightAverage", "inverse_sqrt_schedule", "model_config", "param_groups"]
 
 _LOG_TERMS = ("total", "focal", "dice", "iou", "object_score")  # loss terms in log.csv, in order
 
@@ -52,6 +53,7 @@ class TrainConfig:
     model: str = "sam2_ros_demo"  # registry name of the model configuration
     init_checkpoint: str = ""  # start from these weights ("" = random init)
     image_size: int = 0  # model input size (0 = the configuration's)
+    memory_attention_dropout: float = -1.0  # dropout in the memory attention (< 0 = the configuration's)
     data: str = "synthetic"  # "synthetic" or a folder in the DAVIS layout
     clip_length: int = 8  # frames per training clip
     batch_clips: int = 1  # clips per optimiser step (their objects run as one batch)
@@ -87,8 +89,18 @@ class TrainConfig:
             raise ValueError(f"clip_length: must be >= 1, got {self.clip_length}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers: must be >= 0, got {self.num_workers}")
+        if self.memory_attention_dropout >= 1.0:
+            raise ValueError(f"memory_attention_dropout: must be < 1, got {self.memory_attention_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
+
+
+def model_config(cfg: TrainConfig) -> SAM2Config:
+    """The model ``cfg`` trains: its registry configuration with the run's overrides."""
+    config = get_config(cfg.model, cfg.image_size or None)
+    if cfg.memory_attention_dropout >= 0.0:
+        config = config.replace(memory_attention_dropout=cfg.memory_attention_dropout)
+    return config
 
 
 def param_groups(model: SAM2Model, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
@@ -131,7 +143,7 @@ class Trainer:
         self.cfg = cfg
         self.group, self.device = init_from_env(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)  # the initial weights, dropout: reproducible by configuration
-        self.model = build_sam2(cfg.model, image_size=cfg.image_size or None, device=self.device)
+        self.model = build_sam2(model_config(cfg), device=self.device)
         if cfg.init_checkpoint:
             load_checkpoint(self.model, cfg.init_checkpoint)
         if self.group.rank > 0:  # the same weights everywhere, but each process its own dropout
