@@ -142,26 +142,22 @@ def _tiny_run(tmp_path, steps, **kw):
     return Trainer(TrainConfig(**{**settings, **kw}))
 
 
-def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
-    trainer = _tiny_run(tmp_path, steps=10, lr=1e-3, grad_clip=10.0)
+def _loss_twice(trainer: Trainer) -> tuple[float, float]:
+    """The loss of two steps on the same clip and prompts (the random streams rewound)."""
     torch.manual_seed(0)
-    rng_state = trainer.rng.bit_generator.state
-    sampler_state = trainer.sampler.rng.bit_generator.state
-    before = trainer.train_step()["total"]
-    # the same clip and prompts again (same random streams), after one update
-    trainer.rng.bit_generator.state = rng_state
-    trainer.sampler.rng.bit_generator.state = sampler_state
-    after = trainer.train_step()["total"]
-    assert after < before
+    states = trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state
+    first = trainer.train_step()["total"]
+    trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state = states
+    return first, trainer.train_step()["total"]
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
+    before, after = _loss_twice(_tiny_run(tmp_path, steps=10, lr=1e-3, grad_clip=10.0))
+    assert after < before  # the same clip and prompts, after one update
 
 
 def test_a_step_over_a_batch_of_clips_lowers_the_loss(tmp_path):
-    trainer = _tiny_run(tmp_path, steps=10, lr=1e-3, grad_clip=10.0, batch_clips=3)
-    torch.manual_seed(0)
-    states = (trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state)
-    before = trainer.train_step()["total"]
-    trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state = states
-    after = trainer.train_step()["total"]
+    before, after = _loss_twice(_tiny_run(tmp_path, steps=10, lr=1e-3, grad_clip=10.0, batch_clips=3))
     assert after < before
     with pytest.raises(ValueError, match="batch_clips"):
         TrainConfig(batch_clips=0)
@@ -287,22 +283,14 @@ def test_cli_maps_flags_to_the_config():
     assert cfg.synthetic == SyntheticConfig() and cfg.augment == AugmentConfig()
 
 
-def _loss_twice(trainer: Trainer) -> tuple[float, float]:
-    """The loss of the same clip and prompts twice (lr 0: the weights do not move)."""
-    torch.manual_seed(0)
-    states = trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state
-    first = trainer.train_step()["total"]
-    trainer.rng.bit_generator.state, trainer.sampler.rng.bit_generator.state = states
-    return first, trainer.train_step()["total"]
-
-
 def test_memory_attention_dropout_is_a_run_setting(tmp_path):
     cfg = config_from_args(build_parser().parse_args(["--memory-attention-dropout", "0"]))
     assert model_config(cfg).memory_attention_dropout == 0.0
     assert model_config(TrainConfig()).memory_attention_dropout == 0.1  # the configuration's
     with pytest.raises(ValueError, match="memory_attention_dropout"):
         TrainConfig(memory_attention_dropout=1.0)
-    # the setting reaches the model: without dropout a repeated step gives the same loss
+    # the setting reaches the model: with lr 0 (the weights stay) and no dropout, a repeated
+    # step gives the same loss
     first, second = _loss_twice(_tiny_run(tmp_path / "off", steps=4, lr=0.0, memory_attention_dropout=0.0))
     assert first == second
     first, second = _loss_twice(_tiny_run(tmp_path / "on", steps=4, lr=0.0, memory_attention_dropout=0.5))
