@@ -111,11 +111,18 @@ class Session:
                 return m
         return None
 
-    def mask_for(self, stamp):
-        for m in reversed(list(self.masks)):
-            if stamp_to_ns(m.header.stamp) == stamp:
-                return m
-        return None
+    def mask_for(self, stamp, timeout=10.0):
+        """The label image of ``stamp``: it is published on its own topic just after
+        ``~/objects``, so it may still be on its way when the objects have arrived."""
+
+        def find():
+            for m in reversed(list(self.masks)):
+                if stamp_to_ns(m.header.stamp) == stamp:
+                    return m
+            return None
+
+        self.client.wait_for(lambda: find() is not None, timeout, what=f"the label image of stamp {stamp}")
+        return find()
 
 
 _SESSIONS = [0]
@@ -160,7 +167,7 @@ def test_objects_appear_with_consistent_fields(client, session):
         assert msg.header.frame_id == "camera" and msg.latency_ms > 0
         assert [o.id for o in msg.objects] == [1, 2] and [o.label for o in msg.objects] == ["disc", "block"]
         labels_msg = session.mask_for(stamp)
-        assert labels_msg is not None and labels_msg.encoding == "mono8"
+        assert labels_msg.encoding == "mono8"
         assert (labels_msg.height, labels_msg.width) == (H, W) and labels_msg.header.stamp == msg.header.stamp
         labels = np.frombuffer(bytes(labels_msg.data), np.uint8).reshape(H, W)
         masks = {o.id: full_mask(o) for o in msg.objects}
