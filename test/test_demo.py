@@ -47,7 +47,8 @@ def test_make_demo_pipeline(tmp_path):
 
     exe = Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / "sam2_demo"
     out = subprocess.run(
-        # 5 Hz: a loaded CI machine must not drop frames here (dropping is tested in test_node_ros)
+        # 5 Hz: an idle 2-core machine tracks all 20 frames (about 50 ms each); the node drops
+        # frames when it falls behind (tested in test_node_ros), so a loaded one may track fewer
         [sys.executable, str(exe), "--out", str(tmp_path), "--frames", "20", "--rate", "5"],
         capture_output=True,
         text=True,
@@ -58,7 +59,7 @@ def test_make_demo_pipeline(tmp_path):
     assert (tmp_path / "contact_sheet.png").exists()
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert rows and all(0.0 <= float(r["J&F"]) <= 1.0 and int(r["frames"]) >= 15 for r in rows)
+    assert rows and all(0.0 <= float(r["J&F"]) <= 1.0 and int(r["frames"]) >= 10 for r in rows)
     assert "mean J&F" in out.stdout
     assert re.search(r"node: \d+ ms per frame tracking and publishing \(up to \d+ Hz\); output [\d.]+ Hz", out.stdout)
 
