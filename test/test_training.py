@@ -275,6 +275,37 @@ def test_augmentations():
     assert not np.array_equal(warped.masks, clip.masks)
 
 
+def _shifted(a: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``a`` [H, W, ...] moved by (dx, dy) pixels, zeros where nothing moved in."""
+    out = np.zeros_like(a)
+    h, w = a.shape[:2]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = a[
+        max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
+    return out
+
+
+def test_camera_shake_moves_each_frame_and_its_mask_alike():
+    frames, masks = moving_shapes_video(6, 48, 64, seed=1)
+    ids = np.stack([np.where(m[1], 1, 0) + np.where(m[2], 2, 0) for m in masks]).astype(np.uint8)
+    clip = Clip(np.stack(frames), ids)
+    none = AugmentConfig(0, 0, 0, affine_prob=0, hflip_prob=0, reverse_prob=0, mosaic_prob=0)
+    shaken = augment_clip(clip, np.random.default_rng(3), dataclasses.replace(none, shake_prob=1.0, max_shake=0.1))
+    offsets = []
+    for i in range(6):  # find each frame's shift: up to 10% of 64 x 48 px, whole pixels
+        found = [
+            (dx, dy)
+            for dx in range(-6, 7)
+            for dy in range(-4, 5)
+            if np.array_equal(shaken.masks[i], _shifted(clip.masks[i], dx, dy))
+            and np.array_equal(shaken.frames[i], _shifted(clip.frames[i], dx, dy))
+        ]
+        assert len(found) == 1, f"frame {i}: shifts matching {found}"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 3  # each frame its own shift
+    assert any(dx != 0 for dx, _ in offsets) and any(dy != 0 for _, dy in offsets)
+
+
 def test_cli_maps_flags_to_the_config():
     args = build_parser().parse_args(["--data", "/d", "--steps", "7", "--lr", "1e-4", "--amp", "false"])
     cfg = config_from_args(args)

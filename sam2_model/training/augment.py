@@ -1,6 +1,8 @@
 """Clip augmentations of SAM 2's training recipe, on uint8 frames and object-id masks:
 per-frame colour jitter, a random affine per clip, horizontal flip, temporal reversal, and a
-2x2 mosaic of one video (teaches the model to ignore look-alike distractors)."""
+2x2 mosaic of one video (teaches the model to ignore look-alike distractors). Not in SAM 2's
+recipe, off by default: camera shake (each frame shifted on its own, as a robot's camera
+on a moving base)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ class AugmentConfig:
     hflip_prob: float = 0.5  # chance of a horizontal flip
     reverse_prob: float = 0.5  # chance of reversing time
     mosaic_prob: float = 0.1  # chance of a 2x2 mosaic of the clip
+    shake_prob: float = 0.0  # chance of camera shake: every frame shifted by its own random offset
+    max_shake: float = 0.1  # largest shake, as a fraction of the frame size each way
 
 
 @dataclass
@@ -61,6 +65,23 @@ def _affine_coefficients(h: int, w: int, rng: np.random.Generator, cfg: AugmentC
     return (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
 
 
+def _transform(frame: np.ndarray, mask: np.ndarray, coeffs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A frame (bilinear) and its mask (nearest) under one inverse affine map; outside is 0."""
+    h, w = mask.shape
+    img = Image.fromarray(frame).transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    ids = Image.fromarray(mask).transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.NEAREST)
+    return np.asarray(img), np.asarray(ids)
+
+
+def _shake(clip: Clip, rng: np.random.Generator, max_shake: float) -> None:
+    """Shift every frame (and its mask) in place by its own whole-pixel offset, up to
+    ``max_shake`` of the frame size each way."""
+    h, w = clip.masks.shape[1:]
+    for i in range(len(clip.frames)):
+        dx, dy = np.round(rng.uniform(-max_shake, max_shake, size=2) * (w, h))
+        clip.frames[i], clip.masks[i] = _transform(clip.frames[i], clip.masks[i], (1.0, 0.0, -dx, 0.0, 1.0, -dy))
+
+
 def _mosaic(clip: Clip) -> Clip:
     """2x2 copies of the clip at half size; only the top-left copy keeps its object ids (the
     three others are look-alike distractors)."""
@@ -90,15 +111,8 @@ def augment_clip(clip: Clip, rng: np.random.Generator, cfg: AugmentConfig = Augm
         h, w = frames.shape[1:3]
         coeffs = _affine_coefficients(h, w, rng, cfg)
         for i in range(len(frames)):
-            out.frames[i] = np.asarray(
-                Image.fromarray(out.frames[i]).transform(
-                    (w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
-                )
-            )
-            out.masks[i] = np.asarray(
-                Image.fromarray(out.masks[i]).transform(
-                    (w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.NEAREST
-                )
-            )
+            out.frames[i], out.masks[i] = _transform(out.frames[i], out.masks[i], coeffs)
+    if cfg.shake_prob > 0 and rng.random() < cfg.shake_prob:  # no draw when off: recipes replay
+        _shake(out, rng, cfg.max_shake)
     out.frames = np.stack([_jitter(f, rng, cfg) for f in out.frames])
     return out
