@@ -112,6 +112,11 @@ class RosClient:
         pub = self._pubs[topic]
         self.wait_for(lambda: pub.get_subscription_count() > 0, timeout, f"a subscriber on {topic}")
 
+    def wait_unsubscribed(self, topic: str, timeout: float = 30.0) -> None:
+        """Wait until no subscriber is matched with this client's publisher on ``topic``."""
+        pub = self._pubs[topic]
+        self.wait_for(lambda: pub.get_subscription_count() == 0, timeout, f"no subscriber on {topic}")
+
     def subscribe_sensor(self, topic: str, msg_type: type) -> list:
         return self.subscribe(topic, msg_type, qos_profile_sensor_data)
 
