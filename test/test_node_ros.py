@@ -106,23 +106,23 @@ class Session:
         return out
 
     def result_for(self, stamp):
-        for m in reversed(list(self.objects)):
-            if stamp_to_ns(m.header.stamp) == stamp:
-                return m
-        return None
+        return _latest_with_stamp(self.objects, stamp)
 
     def mask_for(self, stamp, timeout=10.0):
         """The label image of ``stamp``: it is published on its own topic just after
         ``~/objects``, so it may still be on its way when the objects have arrived."""
+        self.client.wait_for(
+            lambda: _latest_with_stamp(self.masks, stamp) is not None, timeout, what=f"the label image of stamp {stamp}"
+        )
+        return _latest_with_stamp(self.masks, stamp)
 
-        def find():
-            for m in reversed(list(self.masks)):
-                if stamp_to_ns(m.header.stamp) == stamp:
-                    return m
-            return None
 
-        self.client.wait_for(lambda: find() is not None, timeout, what=f"the label image of stamp {stamp}")
-        return find()
+def _latest_with_stamp(messages, stamp):
+    """The last of the received ``messages`` whose header has ``stamp`` (ns), or None."""
+    for m in reversed(list(messages)):
+        if stamp_to_ns(m.header.stamp) == stamp:
+            return m
+    return None
 
 
 _SESSIONS = [0]

@@ -256,21 +256,29 @@ def test_layer_decay_groups_and_schedule():
     assert inverse_sqrt_schedule(100, 10, 100, 0.1) == 0.0
 
 
+# every augmentation off
+NO_AUGMENT = AugmentConfig(0, 0, 0, affine_prob=0, hflip_prob=0, reverse_prob=0, mosaic_prob=0)
+
+
+def _shapes_clip(num_frames: int) -> Clip:
+    """A 48x64 clip of two moving shapes (object ids 1 and 2)."""
+    frames, masks = moving_shapes_video(num_frames, 48, 64, seed=1)
+    ids = np.stack([np.where(m[1], 1, 0) + np.where(m[2], 2, 0) for m in masks]).astype(np.uint8)
+    return Clip(np.stack(frames), ids)
+
+
 def test_augmentations():
     rng = np.random.default_rng(0)
-    frames, masks = moving_shapes_video(5, 48, 64, seed=1)
-    ids = np.stack([np.where(m[1], 1, 0) + np.where(m[2], 2, 0) for m in masks]).astype(np.uint8)
-    clip = Clip(np.stack(frames), ids)
-    none = AugmentConfig(0, 0, 0, affine_prob=0, hflip_prob=0, reverse_prob=0, mosaic_prob=0)
-    same = augment_clip(clip, rng, none)
+    clip = _shapes_clip(5)
+    same = augment_clip(clip, rng, NO_AUGMENT)
     assert np.array_equal(same.frames, clip.frames) and np.array_equal(same.masks, clip.masks)
-    flipped = augment_clip(clip, rng, dataclasses.replace(none, hflip_prob=1.0, reverse_prob=1.0))
+    flipped = augment_clip(clip, rng, dataclasses.replace(NO_AUGMENT, hflip_prob=1.0, reverse_prob=1.0))
     assert np.array_equal(flipped.masks, clip.masks[::-1, :, ::-1])
     assert np.array_equal(flipped.frames, clip.frames[::-1, :, ::-1])
-    mosaic = augment_clip(clip, rng, dataclasses.replace(none, mosaic_prob=1.0))
+    mosaic = augment_clip(clip, rng, dataclasses.replace(NO_AUGMENT, mosaic_prob=1.0))
     assert not mosaic.masks[:, 24:, :].any() and not mosaic.masks[:, :, 32:].any()  # one copy keeps ids
     assert np.array_equal(mosaic.frames[:, :24, :32], mosaic.frames[:, 24:48, 32:64])  # 2x2 copies
-    warped = augment_clip(clip, rng, dataclasses.replace(none, affine_prob=1.0, brightness=0.3))
+    warped = augment_clip(clip, rng, dataclasses.replace(NO_AUGMENT, affine_prob=1.0, brightness=0.3))
     assert warped.frames.shape == clip.frames.shape and set(np.unique(warped.masks)) <= {0, 1, 2}
     assert not np.array_equal(warped.masks, clip.masks)
 
@@ -286,11 +294,10 @@ def _shifted(a: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 
 def test_camera_shake_moves_each_frame_and_its_mask_alike():
-    frames, masks = moving_shapes_video(6, 48, 64, seed=1)
-    ids = np.stack([np.where(m[1], 1, 0) + np.where(m[2], 2, 0) for m in masks]).astype(np.uint8)
-    clip = Clip(np.stack(frames), ids)
-    none = AugmentConfig(0, 0, 0, affine_prob=0, hflip_prob=0, reverse_prob=0, mosaic_prob=0)
-    shaken = augment_clip(clip, np.random.default_rng(3), dataclasses.replace(none, shake_prob=1.0, max_shake=0.1))
+    clip = _shapes_clip(6)
+    shaken = augment_clip(
+        clip, np.random.default_rng(3), dataclasses.replace(NO_AUGMENT, shake_prob=1.0, max_shake=0.1)
+    )
     offsets = []
     for i in range(6):  # find each frame's shift: up to 10% of 64 x 48 px, whole pixels
         found = [
