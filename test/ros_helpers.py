@@ -142,16 +142,30 @@ class RosClient:
             self._pubs[topic] = self.node.create_publisher(type(msg), topic, 10)
         self._pubs[topic].publish(msg)
 
-    def call(self, srv_type: type, name: str, request: object, timeout: float = 60.0) -> object:
+    def call(
+        self, srv_type: type, name: str, request: object, timeout: float = 60.0, resend_after: float | None = None
+    ) -> object:
+        """Call ``name`` and wait for its answer. ``wait_for_service`` can succeed before the
+        server's response writer has matched this new client (or on a stopped server that
+        discovery has not dropped yet), and then the one request is lost: for read-only
+        services pass ``resend_after`` (seconds) to send the request again until one is
+        answered. Never for requests that change state."""
         client = self.node.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        future = client.call_async(request)
+        futures = [client.call_async(request)]
         end = time.monotonic() + timeout
-        while not future.done():
+        next_send = time.monotonic() + resend_after if resend_after else float("inf")
+        while not any(f.done() for f in futures):
             assert time.monotonic() < end, f"service {name} did not answer within {timeout:.0f} s"
+            if time.monotonic() > next_send:
+                futures.append(client.call_async(request))
+                next_send = time.monotonic() + resend_after
             time.sleep(0.01)
+        result = next(f for f in futures if f.done()).result()
+        for future in futures:
+            client.remove_pending_request(future)
         self.node.destroy_client(client)
-        return future.result()
+        return result
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
         end = time.monotonic() + timeout

@@ -32,7 +32,7 @@ def client():
 
 
 def _state(client) -> int:
-    return client.call(GetState, f"{NS}/get_state", GetState.Request()).current_state.id
+    return client.call(GetState, f"{NS}/get_state", GetState.Request(), resend_after=5.0).current_state.id
 
 
 def _transition(client, transition_id: int) -> bool:
