@@ -152,7 +152,7 @@ def _registry() -> dict[str, SAM2Config]:
 CONFIGS: dict[str, SAM2Config] = _registry()
 
 # Our own small model (not an official one): the demo's, trained on synthetic video by
-# `scripts/train_demo.sh` (about 3.3 h on 2 CPU cores). Same architecture, a fraction of the width.
+# `scripts/train_demo.sh` (about 2.3 h on 2 CPU cores). Same architecture, a fraction of the width.
 CONFIGS["sam2_ros_demo"] = SAM2Config(
     name="sam2_ros_demo",
     trunk=HieraConfig(

@@ -21,39 +21,41 @@ if [ -n "${STEPS:-}" ]; then
     override=(--steps "$STEPS")  # the last --steps wins
 fi
 PROCS="${PROCS:-2}"
+case "$PROCS" in
+  '' | *[!0-9]* | 0) echo "PROCS: a number of processes >= 1, got '$PROCS'" >&2; exit 2 ;;
+esac
 common=(--data synthetic --model sam2_ros_demo --grad-clip 1.0 --checkpoint-every 50)
 
-stage() {  # stage NAME INIT LAUNCHER... -- ARGS... : train one stage into $OUT/NAME unless it is done
-  local name="$1" init="$2"
-  shift 2
-  local launcher=()
-  while [ "$1" != "--" ]; do launcher+=("$1"); shift; done
-  shift
+stage() {  # stage NAME INIT NPROC ARGS... : train one stage into $OUT/NAME unless it is done
+  local name="$1" init="$2" nproc="$3"
+  shift 3
   if [ -f "$OUT/$name/final.pt" ]; then
     echo "stage $name: done ($OUT/$name/final.pt)"
     return
   fi
-  echo "stage $name"
+  echo "stage $name ($nproc process(es))"
+  local launcher=(python)
+  if [ "$nproc" -gt 1 ]; then  # a step averages the gradients of nproc clips, one per process
+    launcher=(torchrun --standalone --nproc-per-node "$nproc")
+  fi
   "${launcher[@]}" -m sam2_model.training "${common[@]}" --init-checkpoint "$init" --out-dir "$OUT/$name" "$@" \
         "${override[@]}"
 }
-one=(python)
-many=(torchrun --standalone --nproc-per-node "$PROCS")  # a step averages PROCS clips
 
 # 1. Single frames (clip of 1), one process: learn to segment from clicks and boxes, no memory
 #    yet. Training video from random weights collapses to empty masks; images first does not
 #    (and one clip a step leaves the empty-mask plateau sooner than two).
-stage 1_image "" "${one[@]}" -- --clip-length 1 --mask-prompt-prob 0 --click-prompt-prob 0.5 \
+stage 1_image "" 1 --clip-length 1 --mask-prompt-prob 0 --click-prompt-prob 0.5 \
     --box-prompt-prob 0.5 --steps 8000 --lr 1e-3 --seed 31
 # 2. The SAM 2 recipe: clips of 8 frames, mask/click/box prompts 50/25/25, corrective clicks
 #    (from here on PROCS clips a step: 750 steps of 2 clips).
-stage 2_video "$OUT/1_image/final.pt" "${many[@]}" -- --clip-length 8 --steps 750 --lr 5e-4 --warmup-steps 25
+stage 2_video "$OUT/1_image/final.pt" "$PROCS" --clip-length 8 --steps 750 --lr 5e-4 --warmup-steps 25
 # 3. Longer clips, then clips in which an object vanishes and comes back (re-detection).
-stage 3_clip10 "$OUT/2_video/final.pt" "${many[@]}" -- --clip-length 10 --steps 300 --lr 3e-4 --warmup-steps 25
-stage 4_reappear "$OUT/3_clip10/final.pt" "${many[@]}" -- --clip-length 10 --reappear-clip-prob 0.5 \
+stage 3_clip10 "$OUT/2_video/final.pt" "$PROCS" --clip-length 10 --steps 300 --lr 3e-4 --warmup-steps 25
+stage 4_reappear "$OUT/3_clip10/final.pt" "$PROCS" --clip-length 10 --reappear-clip-prob 0.5 \
     --steps 450 --lr 3e-4 --warmup-steps 25
 # 5. Whole 24-frame videos: the long hides and late re-appearances of the evaluation videos.
-stage 5_full "$OUT/4_reappear/final.pt" "${many[@]}" -- --clip-length 24 --steps 300 --lr 3e-4 --warmup-steps 10
+stage 5_full "$OUT/4_reappear/final.pt" "$PROCS" --clip-length 24 --steps 300 --lr 3e-4 --warmup-steps 10
 
 mkdir -p "$(dirname "$MODEL_OUT")"
 cp "$OUT/5_full/final.pt" "$MODEL_OUT"

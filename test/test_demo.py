@@ -67,11 +67,13 @@ STAGES = ("1_image", "2_video", "3_clip10", "4_reappear", "5_full")
 
 
 def test_train_demo_script_runs_every_stage(tmp_path):
-    """`scripts/train_demo.sh` end to end with 2 steps per stage (STEPS=2): every stage's flags
-    parse, each stage starts from the one before, the model is copied and evaluated; a second
-    run skips the finished stages. (The full run takes hours; this checks the chain.)"""
+    """`scripts/train_demo.sh` end to end with 2 steps per stage (STEPS=2) and one process
+    (PROCS=1): every stage's flags parse, each stage starts from the one before, the model is
+    copied and evaluated. Run again with 2 processes after the last stage lost its final.pt:
+    the finished stages are skipped and the interrupted one resumes under `torchrun`. (The full
+    run takes hours; this checks the chain.)"""
     out, model = tmp_path / "runs", tmp_path / "model.pt"
-    env = {**os.environ, "STEPS": "2", "MODEL_OUT": str(model), "EVAL_VIDEOS": "1"}
+    env = {**os.environ, "STEPS": "2", "MODEL_OUT": str(model), "EVAL_VIDEOS": "1", "PROCS": "1"}
     cmd = ["bash", str(ROOT / "scripts" / "train_demo.sh"), str(out)]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -83,9 +85,18 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     assert "1 videos: J" in first.stdout
     build_sam2("sam2_ros_demo", model)  # the copied model loads strictly
     assert read_checkpoint(model).keys() == read_checkpoint(out / STAGES[-1] / "final.pt").keys()
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+    (out / STAGES[-1] / "final.pt").unlink()  # interrupted after its last checkpoint
+    model.unlink()
+    second = subprocess.run(cmd, env={**env, "PROCS": "2"}, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert all(f"stage {name}: done" in second.stdout for name in STAGES)
+    assert all(f"stage {name}: done" in second.stdout for name in STAGES[:-1])
+    assert f"stage {STAGES[-1]} (2 process(es))" in second.stdout
+    assert "resuming from" in second.stderr and "written by 1 process(es), resumed by 2" in second.stderr
+    build_sam2("sam2_ros_demo", model)
+
+    bad = subprocess.run(cmd, env={**env, "PROCS": "two"}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "PROCS: a number of processes >= 1, got 'two'" in bad.stderr
 
 
 def test_gpu_training_script_runs_on_the_cpu(tmp_path):
