@@ -63,7 +63,7 @@ def test_make_demo_pipeline(tmp_path):
     assert re.search(r"node: \d+ ms per frame tracking and publishing \(up to \d+ Hz\); output [\d.]+ Hz", out.stdout)
 
 
-STAGES = ("1_image", "2_video", "3_clip10", "4_reappear", "5_full")
+STAGES = ("1_image_seed31", "2_video", "3_clip10", "4_reappear", "5_full")
 
 
 def test_train_demo_script_runs_every_stage(tmp_path):
@@ -73,7 +73,10 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     the finished stages are skipped and the interrupted one resumes under `torchrun`. (The full
     run takes hours; this checks the chain.)"""
     out, model = tmp_path / "runs", tmp_path / "model.pt"
+    # 2 steps do not leave the empty-mask plateau: here stage 1 counts as left below a dice
+    # loss of 1 (the plateau check itself is exercised at the end)
     env = {**os.environ, "STEPS": "2", "MODEL_OUT": str(model), "EVAL_VIDEOS": "1", "PROCS": "1"}
+    env["STAGE1_MAX_DICE"] = "1.0"
     cmd = ["bash", str(ROOT / "scripts" / "train_demo.sh"), str(out)]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -97,6 +100,29 @@ def test_train_demo_script_runs_every_stage(tmp_path):
 
     bad = subprocess.run(cmd, env={**env, "PROCS": "two"}, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "PROCS: a number of processes >= 1, got 'two'" in bad.stderr
+    bad = subprocess.run(cmd, env={**env, "STAGE1_SEEDS": "5 x"}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "STAGE1_SEEDS: whole numbers separated by spaces, got '5 x'" in bad.stderr
+
+
+def test_train_demo_script_retrains_stage_1_stuck_on_the_plateau(tmp_path):
+    """A stage 1 whose dice loss stays high (here: every run, with a bound of 0) is kept aside
+    and trained again with the next seed; when every seed stays stuck the script stops before
+    the video stages and says what to do."""
+    out = tmp_path / "runs"
+    env = {**os.environ, "STEPS": "2", "MODEL_OUT": str(tmp_path / "model.pt"), "PROCS": "1"}
+    env.update(STAGE1_SEEDS="5 6", STAGE1_MAX_DICE="0")
+    cmd = ["bash", str(ROOT / "scripts" / "train_demo.sh"), str(out)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["1_image_seed5", "1_image_seed6"]
+    assert all((out / name / "final.pt").exists() for name in ("1_image_seed5", "1_image_seed6"))
+    assert run.stdout.count("not below 0.0") == 2
+    assert "stage 1_image_seed5: still on the empty-mask plateau" in run.stderr
+    assert "stayed on the empty-mask plateau with every seed of STAGE1_SEEDS (5 6)" in run.stderr
+    assert not (tmp_path / "model.pt").exists()
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # nothing retrained
+    assert again.returncode == 1 and again.stdout.count(": done (") == 2
 
 
 def test_gpu_training_script_runs_on_the_cpu(tmp_path):
