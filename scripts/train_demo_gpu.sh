@@ -32,14 +32,17 @@ rm -rf "$OUT/calibrate"
 mkdir -p "$OUT"
 "$PY" -m sam2_model.training "${args[@]}" --steps 20 --log-every 1 --checkpoint-every 1000 \
   --out-dir "$OUT/calibrate" >"$OUT/calibrate.log" 2>&1 || { cat "$OUT/calibrate.log"; exit 1; }
-steps=$("$PY" - "$OUT/calibrate/log.csv" "$MINUTES" <<'EOF'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-sec = statistics.median(float(r["seconds_per_step"]) for r in rows[5:])  # after start-up
-print(max(int(float(sys.argv[2]) * 60 / sec), 10))
+# the median time of a step after the first 5 (start-up), and the steps that fit MINUTES
+read -r sec steps < <("$PY" - "$OUT/calibrate/log.csv" "$MINUTES" <<'EOF'
+import statistics, sys
+from sam2_model.training.logcheck import read_log
+rows = read_log(sys.argv[1])  # a LogError names the file and the row
+sec = statistics.median(row["seconds_per_step"] for row in rows[5:] or rows)
+print(f"{sec:.3f}", max(int(float(sys.argv[2]) * 60 / sec), 10))
 EOF
 )
-echo "calibration: $(tail -n 1 "$OUT/calibrate/log.csv" | cut -d, -f8) s per step of $BATCH clips; training $steps steps"
+[ -n "${steps:-}" ] || { echo "calibration: cannot read $OUT/calibrate/log.csv" >&2; exit 1; }
+echo "calibration: $sec s per step of $BATCH clips; training $steps steps"
 "$PY" -m sam2_model.training "${args[@]}" --steps "$steps" --log-every 20 --checkpoint-every 200 \
   --out-dir "$OUT/train"
 cp "$OUT/train/final.pt" "$OUT/final.pt"
