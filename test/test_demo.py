@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import subprocess
@@ -70,12 +71,16 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     """`scripts/train_demo.sh` end to end with 2 steps per stage (STEPS=2) and one process
     (PROCS=1): every stage's flags parse, each stage starts from the one before, the model is
     copied and evaluated. Run again with 2 processes after the last stage lost its final.pt:
-    the finished stages are skipped and the interrupted one resumes under `torchrun`. (The full
-    run takes hours; this checks the chain.)"""
-    out, model = tmp_path / "runs", tmp_path / "model.pt"
+    the finished stages are skipped and the interrupted one resumes under `torchrun`. The
+    model goes to OUT_DIR/model.pt, never over the committed one unless MODEL_OUT says so. (The
+    full run takes hours; this checks the chain.)"""
+    out = tmp_path / "runs"
+    model = out / "model.pt"  # MODEL_OUT's default
+    committed = hashlib.sha256((ROOT / "models" / "sam2_ros_demo.pt").read_bytes()).hexdigest()
     # 2 steps do not leave the empty-mask plateau: here stage 1 counts as left below a dice
     # loss of 1 (the plateau check itself is exercised at the end)
-    env = {**os.environ, "STEPS": "2", "MODEL_OUT": str(model), "EVAL_VIDEOS": "1", "PROCS": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "MODEL_OUT"}
+    env.update(STEPS="2", EVAL_VIDEOS="1", PROCS="1")
     env["STAGE1_MAX_DICE"] = "1.0"
     cmd = ["bash", str(ROOT / "scripts" / "train_demo.sh"), str(out)]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -97,6 +102,7 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     assert f"stage {STAGES[-1]} (2 process(es))" in second.stdout
     assert "resuming from" in second.stderr and "written by 1 process(es), resumed by 2" in second.stderr
     build_sam2("sam2_ros_demo", model)
+    assert hashlib.sha256((ROOT / "models" / "sam2_ros_demo.pt").read_bytes()).hexdigest() == committed
 
     bad = subprocess.run(cmd, env={**env, "PROCS": "two"}, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "PROCS: a number of processes >= 1, got 'two'" in bad.stderr
