@@ -12,9 +12,9 @@
 # last.pt when the script is run again, and finished stages are skipped. The committed model was
 # trained stage by stage with these settings, not by one run of this script, and a run is never
 # bit-identical (thread scheduling changes float sums). Nor is its quality: the committed model
-# scores J&F 0.893 on the 30 reported videos, a re-run of the video stages from a re-run of
-# stage 1 (2026-12-02) 0.816, below the 0.85 bar (docs/demo-model-experiments.md). Compare on
-# the validation videos before replacing the committed model:
+# scores J&F 0.893 on the 30 reported videos, two re-runs of the video stages from other
+# stage-1 runs (2026-12-02) 0.816 and 0.793, below the 0.85 bar (docs/demo-model-experiments.md).
+# Compare on the validation videos before replacing the committed model:
 #   python -m sam2_model.eval --checkpoint OUT_DIR/model.pt --videos 100 --first 500
 set -euo pipefail
 cd "$(dirname "$0")/.."
