@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sam2_model import build_sam2
 from sam2_model.checkpoint import read_checkpoint
@@ -69,7 +70,8 @@ STAGES = ("1_image_seed31", "2_video", "3_clip10", "4_reappear", "5_full")
 def test_train_demo_script_runs_every_stage(tmp_path):
     """`scripts/train_demo.sh` end to end with 2 steps per stage (STEPS=2) and one process
     (PROCS=1): every stage's flags parse, each stage starts from the one before, the model is
-    copied and evaluated. Run again with 2 processes after the last stage lost its final.pt:
+    copied and evaluated; stage 1 trains with its seed, the video stages with VIDEO_SEED.
+    Run again with 2 processes after the last stage lost its final.pt:
     the finished stages are skipped and the interrupted one resumes under `torchrun`. The
     model goes to OUT_DIR/model.pt, never over the committed one unless MODEL_OUT says so. (The
     full run takes hours; this checks the chain.)"""
@@ -80,7 +82,7 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     # 2 steps do not leave the empty-mask plateau: here stage 1 counts as left below a dice
     # loss of 1 (the plateau check itself is exercised at the end)
     env = {k: v for k, v in os.environ.items() if k != "MODEL_OUT"}
-    env.update(STEPS="2", EVAL_VIDEOS="1", PROCS="1", STAGE1_MAX_DICE="1.0")
+    env.update(STEPS="2", EVAL_VIDEOS="1", PROCS="1", STAGE1_MAX_DICE="1.0", VIDEO_SEED="7")
     cmd = ["bash", str(ROOT / "scripts" / "train_demo.sh"), str(out)]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -89,6 +91,8 @@ def test_train_demo_script_runs_every_stage(tmp_path):
         with open(out / name / "log.csv") as f:
             log = list(csv.DictReader(f))
         assert log and int(log[-1]["step"]) == 2, f"stage {name} did not run its 2 steps"
+        seed = torch.load(out / name / "final.pt", map_location="cpu", weights_only=True)["config"]["seed"]
+        assert seed == (31 if name == STAGES[0] else 7), f"stage {name} trained with seed {seed}"
     assert "1 videos: J" in first.stdout
     build_sam2("sam2_ros_demo", model)  # the copied model loads strictly
     assert read_checkpoint(model).keys() == read_checkpoint(out / STAGES[-1] / "final.pt").keys()
@@ -107,6 +111,8 @@ def test_train_demo_script_runs_every_stage(tmp_path):
     assert bad.returncode == 2 and "PROCS: a number of processes >= 1, got 'two'" in bad.stderr
     bad = subprocess.run(cmd, env={**env, "STAGE1_SEEDS": "5 x"}, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "STAGE1_SEEDS: whole numbers separated by spaces, got '5 x'" in bad.stderr
+    bad = subprocess.run(cmd, env={**env, "VIDEO_SEED": "-1"}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "VIDEO_SEED: a whole number, got '-1'" in bad.stderr
 
 
 def test_train_demo_script_retrains_stage_1_stuck_on_the_plateau(tmp_path):
