@@ -136,3 +136,33 @@ def test_frame_sources(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="source: no images"):
         list(open_frames(str(tmp_path / "empty")))
+
+
+def test_touches_by_hand():
+    from sam2_model.eval.diagnose import touches
+
+    a = np.zeros((20, 20), bool)
+    a[5:10, 5:10] = True
+    near, far, diagonal = np.zeros_like(a), np.zeros_like(a), np.zeros_like(a)
+    near[5:10, 12:15] = True  # 2 pixels of gap: within 3
+    far[5:10, 14:18] = True  # 4 pixels of gap
+    diagonal[12, 12] = True  # 3 pixels off the corner on both axes: reached by 8-connected growth
+    assert touches(a, [near]) and touches(a, [far, near]) and touches(a, [diagonal])
+    assert not touches(a, [far]) and not touches(a, []) and not touches(np.zeros_like(a), [near])
+    assert not touches(a, [diagonal], px=2)
+
+
+def test_diagnosis_scores_every_fully_visible_object_frame():
+    from conftest import unit_model
+
+    from sam2_model.eval.diagnose import diagnose_video
+
+    video = generate_video(heldout_seed(3), SyntheticConfig(height=60, width=80, num_frames=5))
+    click, memory = diagnose_video(unit_model(), video)
+    expected = sum(video.visibility[t][i] == 1.0 for t in range(1, 5) for i in video.object_ids)
+    assert expected > 0
+    for split in (click, memory):
+        assert sum(len(v) for v in split.ious.values()) == expected
+        assert all(0.0 <= iou <= 1.0 for v in split.ious.values() for iou in v)
+        assert [len(v) for v in split.codes.values()] == [len(v) for v in split.ious.values()]
+    assert click.codes["touch"] == [] or len(click.ious["touch"]) == len(memory.ious["touch"])
