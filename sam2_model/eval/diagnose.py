@@ -51,8 +51,8 @@ class Split:
     ious: dict[str, list[float]] = field(default_factory=lambda: {"touch": [], "apart": []})
     codes: dict[str, list[str]] = field(default_factory=lambda: {"touch": [], "apart": []})
 
-    def add(self, pred: np.ndarray, truth: np.ndarray, others: list[np.ndarray]) -> None:
-        key = "touch" if touches(truth, others) else "apart"
+    def add(self, key: str, pred: np.ndarray, truth: np.ndarray, others: list[np.ndarray]) -> None:
+        """Score ``pred`` against ``truth`` under ``key`` ("touch" or "apart")."""
         self.ious[key].append(jaccard(pred, truth))
         self.codes[key].append(frame_code(pred, truth, others))
 
@@ -72,10 +72,18 @@ class Split:
         )
 
 
-def _scored(video: SyntheticVideo, t: int) -> list[tuple[int, list[np.ndarray]]]:
-    """The fully visible objects of frame ``t`` with the other objects' true masks."""
+def _scored(video: SyntheticVideo, t: int) -> list[tuple[int, list[np.ndarray], str]]:
+    """The fully visible objects of frame ``t`` (none on frame 0), each with the other
+    objects' true masks and whether it touches one ("touch" or "apart")."""
+    if t == 0:
+        return []
     ids = video.object_ids
-    return [(i, [video.masks[t][j] for j in ids if j != i]) for i in ids if t > 0 and video.visibility[t][i] == 1.0]
+    scored = []
+    for i in ids:
+        if video.visibility[t][i] == 1.0:
+            others = [video.masks[t][j] for j in ids if j != i]
+            scored.append((i, others, "touch" if touches(video.masks[t][i], others) else "apart"))
+    return scored
 
 
 @torch.inference_mode()
@@ -89,10 +97,10 @@ def diagnose_video(model: SAM2Model, video: SyntheticVideo) -> tuple[Split, Spli
         scored = _scored(video, t)
         if scored:
             predictor.set_image(frame)
-        for i, others in scored:
+        for i, others, key in scored:
             truth = video.masks[t][i]
-            click.add(predictor.predict(points=[click_inside(truth)], labels=[1]).mask, truth, others)
-            memory.add(result.objects[i].mask, truth, others)
+            click.add(key, predictor.predict(points=[click_inside(truth)], labels=[1]).mask, truth, others)
+            memory.add(key, result.objects[i].mask, truth, others)
         for i in video.object_ids:
             if video.masks[t][i].any():
                 tracker.add_prompt(i, mask=video.masks[t][i])
