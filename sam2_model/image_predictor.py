@@ -119,7 +119,7 @@ class SAM2ImagePredictor:
         Args:
             points: clicks ``[N, 2]`` (x, y) in image pixels.
             labels: ``[N]``, 1 on the object, 0 not.
-            box: ``(x0, y0, x1, y1)`` in image pixels.
+            box: ``(x0, y0, x1, y1)``, the first and last pixel covered (inclusive, inside the image).
             mask: ``[H, W]`` mask of the object (non-zero inside).
             multimask_output: 3 candidates or 1 mask; ``None``: 3 for 0-1 clicks and no box.
             mask_logits: low-res logits of an earlier prediction (``result.logits[best]``) to

@@ -102,8 +102,11 @@ def _validate_box(box: ArrayLike, hw: tuple[int, int]) -> np.ndarray:
     if x1 < x0 or y1 < y0:
         raise ValueError(f"box: corners must satisfy x0 <= x1 and y0 <= y1, got ({x0:g}, {y0:g}, {x1:g}, {y1:g})")
     h, w = hw
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise ValueError(f"box: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the {w}x{h} image")
+    if x0 < 0 or y0 < 0 or x1 > w - 1 or y1 > h - 1:
+        raise ValueError(
+            f"box: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not inside the {w}x{h} image "
+            f"(its corners are the first and last pixels it covers: x in 0..{w - 1}, y in 0..{h - 1})"
+        )
     return b.astype(np.float32)
 
 
@@ -132,7 +135,9 @@ def validate_prompt(
     Args:
         points: clicks ``[N, 2]`` (x, y) in pixels, ``0 <= x <= W``, ``0 <= y <= H``.
         labels: ``[N]``, 1 on the object and 0 not on it.
-        box: ``(x0, y0, x1, y1)`` in pixels.
+        box: ``(x0, y0, x1, y1)``: the first and last pixel the box covers (inclusive), so
+            ``0 <= x0 <= x1 <= W - 1`` and ``0 <= y0 <= y1 <= H - 1``; a box that reaches
+            past the image is an error, never clipped.
         mask: ``[H, W]``, non-zero on the object.
     Raises:
         ValueError: naming the field that is wrong; nothing given at all is an error too.

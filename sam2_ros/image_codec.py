@@ -8,6 +8,7 @@ import numpy as np
 __all__ = [
     "ENCODINGS",
     "box_from_roi",
+    "check_image",
     "crop_mask",
     "decode_image",
     "decode_mask",
@@ -28,34 +29,52 @@ ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
 }
 
 
-def _rows(
-    field: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview, channels: int
-) -> np.ndarray:
-    """The image bytes as ``[H, W, C]`` uint8 (rows may be padded: ``step >= W * C``)."""
+def _check_rows(field: str, height: int, width: int, step: int, size: int, channels: int) -> None:
+    """The sizes of an image message: ``ValueError`` starting with ``field`` when they do not fit."""
     if height <= 0 or width <= 0:
         raise ValueError(f"{field}: empty image ({width}x{height})")
     row = width * channels
     if step < row:
         raise ValueError(f"{field}: step {step} is smaller than width*channels = {row}")
-    if len(data) != step * height:
-        raise ValueError(f"{field}: data has {len(data)} bytes, expected step*height = {step * height}")
-    buf = np.frombuffer(data, dtype=np.uint8).reshape(height, step)
-    return buf[:, :row].reshape(height, width, channels)
+    if size != step * height:
+        raise ValueError(f"{field}: data has {size} bytes, expected step*height = {step * height}")
+
+
+def _rows(height: int, width: int, step: int, data: bytes | bytearray | memoryview, channels: int) -> np.ndarray:
+    """Checked image bytes as ``[H, W, C]`` uint8, a view of ``data`` (rows may be padded:
+    ``step >= W * C``)."""
+    buf = np.frombuffer(data, dtype=np.uint8).reshape(height, step)  # [H, step] bytes
+    return buf[:, : width * channels].reshape(height, width, channels)  # drop the row padding
+
+
+def check_image(encoding: str, height: int, width: int, step: int, size: int) -> None:
+    """Whether an image message's fields can be decoded, without touching its ``size`` bytes
+    of pixels (cheap: the node checks every frame it receives, and decodes only those it tracks).
+
+    Raises:
+        ValueError: as :func:`decode_image`.
+    """
+    if encoding not in ENCODINGS:
+        raise ValueError(f"image: unsupported encoding {encoding!r}; supported: {', '.join(sorted(ENCODINGS))}")
+    _check_rows("image", height, width, step, size, ENCODINGS[encoding][0])
 
 
 def decode_image(encoding: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview) -> np.ndarray:
-    """An image message's fields -> RGB ``[H, W, 3]`` uint8 (a copy).
+    """An image message's fields -> RGB ``[H, W, 3]`` uint8: a read-only view of ``data`` for
+    rgb8/8UC3 without row padding, a new array otherwise.
 
     Raises:
         ValueError: starting with ``image:``; unsupported encodings, empty images and a
             ``step``/``data`` size that does not match.
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"image: unsupported encoding {encoding!r}; supported: {', '.join(sorted(ENCODINGS))}")
+    check_image(encoding, height, width, step, len(data))
     channels, rgb = ENCODINGS[encoding]
-    pixels = _rows("image", height, width, step, data, channels)
+    pixels = _rows(height, width, step, data, channels)
     if channels == 1:
         return np.repeat(pixels, 3, axis=2)
+    if rgb == (0, 1, 2) and channels == 3 and pixels.flags.c_contiguous:
+        pixels.flags.writeable = False  # the message's bytes: never written through
+        return pixels
     return np.ascontiguousarray(pixels[:, :, list(rgb)])
 
 
@@ -71,7 +90,8 @@ def decode_mask(
         raise ValueError(f"mask: expected encoding mono8, got {encoding!r}")
     if (height, width) != tuple(image_hw):
         raise ValueError(f"mask: size {width}x{height} differs from the frame's {image_hw[1]}x{image_hw[0]}")
-    return _rows("mask", height, width, step, data, 1)[:, :, 0] != 0
+    _check_rows("mask", height, width, step, len(data), 1)
+    return _rows(height, width, step, data, 1)[:, :, 0] != 0
 
 
 def label_image(masks: dict[int, np.ndarray], image_hw: tuple[int, int]) -> np.ndarray:
@@ -110,18 +130,14 @@ def roi_from_bbox(bbox: tuple[int, int, int, int] | None) -> tuple[int, int, int
     return x0, y0, x1 - x0 + 1, y1 - y0 + 1
 
 
-def box_from_roi(x_offset: int, y_offset: int, width: int, height: int, image_hw: tuple[int, int]) -> list[float]:
-    """A RegionOfInterest prompt -> inclusive pixel box ``[x0, y0, x1, y1]``.
+def box_from_roi(x_offset: int, y_offset: int, width: int, height: int) -> list[float]:
+    """A RegionOfInterest prompt -> the tracker's box ``[x0, y0, x1, y1]``: its first and last
+    pixel, inclusive. Whether the box lies inside the frame is the tracker's check (one rule
+    for ROS and Python users, see ``sam2_model.prompts``).
 
     Raises:
-        ValueError: starting with ``box:`` when the region leaves the image or is empty.
+        ValueError: starting with ``box:`` when the region is empty in one direction.
     """
-    h, w = image_hw
     if width <= 0 or height <= 0:
-        raise ValueError(f"box: width and height must be positive, got {width}x{height}")
-    if x_offset + width > w or y_offset + height > h:
-        raise ValueError(
-            f"box: region x={x_offset}..{x_offset + width - 1}, y={y_offset}..{y_offset + height - 1} "
-            f"is outside the {w}x{h} image"
-        )
+        raise ValueError(f"box: width and height must both be positive, got {width}x{height}")
     return [float(x_offset), float(y_offset), float(x_offset + width - 1), float(y_offset + height - 1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-__all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec"]
+__all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec", "service_queue_depth"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,10 @@ class NodeParams:
             value = getattr(self, spec.name)
             if spec.choices and value not in spec.choices:
                 raise ValueError(f"parameter {spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
+
+
+def service_queue_depth(max_objects: int) -> int:
+    """Requests each prompt service holds while the tracker is busy: twice ``max_objects``
+    (at least 10, ROS 2's default). Calls past that, sent before the node takes them, are
+    dropped by the middleware and their clients time out."""
+    return max(10, 2 * max_objects)

@@ -36,12 +36,12 @@ from .conversions import (
     tracked_object,
     tracked_object_array,
 )
-from .image_codec import label_image
+from .image_codec import box_from_roi, check_image, label_image
 from .msg import TrackedObjectArray
 from .overlay import render_overlay
-from .params import PARAMS, RUNTIME_PARAMS, NodeParams
+from .params import PARAMS, RUNTIME_PARAMS, NodeParams, service_queue_depth
 from .srv import AddPrompt, RemoveObject
-from .worker import MAX_OBJECT_ID, FrameJob, PromptOutcome, PromptRequest, TrackerWorker
+from .worker import MAX_OBJECT_ID, FrameJob, OutputStats, PromptOutcome, PromptRequest, TrackerWorker
 
 NODE_NAME = "sam2_tracker"
 NO_CHECKPOINT_HELP = (
@@ -77,6 +77,7 @@ class TrackerNode(LifecycleNode):
         self._service_group = ReentrantCallbackGroup()
         self._logged_problems: set[str] = set()
         self._frames_skipped = 0
+        self._built = OutputStats()
         # the one thread that builds, warms up and runs the model (see sam2_ros.worker)
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2_inference")
 
@@ -111,11 +112,17 @@ class TrackerNode(LifecycleNode):
             "overlay": self.create_publisher(Image, "~/overlay", qos_profile_sensor_data),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", reliable),
         }
-        group = self._service_group
+        # a request queue for a planner prompting every object at once, and as many more
+        # calls again (the default of 10 silently drops the rest of a burst)
+        queue = QoSProfile(depth=service_queue_depth(params.max_objects), reliability=ReliabilityPolicy.RELIABLE)
+        services = (
+            (AddPrompt, "~/add_prompt", self._on_add_prompt),
+            (RemoveObject, "~/remove_object", self._on_remove_object),
+            (Trigger, "~/reset", self._on_reset),
+        )
         self._prompt_services = [
-            self.create_service(AddPrompt, "~/add_prompt", self._on_add_prompt, callback_group=group),
-            self.create_service(RemoveObject, "~/remove_object", self._on_remove_object, callback_group=group),
-            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=group),
+            self.create_service(kind, name, fn, qos_profile=queue, callback_group=self._service_group)
+            for kind, name, fn in services
         ]
         mode = "random weights" if not params.checkpoint else params.checkpoint
         self.get_logger().info(
@@ -199,8 +206,8 @@ class TrackerNode(LifecycleNode):
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Image) -> None:
         received = time.monotonic()
-        try:
-            rgb = image_to_rgb(msg)
+        try:  # the fields only: the pixels are decoded if the tracker takes this frame
+            check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
         except ValueError as err:
             self._frames_skipped += 1
             problem = f"{err} (encoding {msg.encoding!r}, {msg.width}x{msg.height}, step {msg.step})"
@@ -210,7 +217,8 @@ class TrackerNode(LifecycleNode):
             return
         worker = self._worker
         if worker is not None:
-            worker.submit_frame(FrameJob(rgb, stamp_to_ns(msg.header.stamp), msg.header, received))
+            job = FrameJob(lambda: image_to_rgb(msg), stamp_to_ns(msg.header.stamp), msg.header, received)
+            worker.submit_frame(job)
 
     def _on_click(self, msg: PointStamped) -> None:
         worker = self._worker
@@ -226,8 +234,11 @@ class TrackerNode(LifecycleNode):
 
     def _log_click(self, fut) -> None:
         outcome: PromptOutcome = fut.result()
-        log = self.get_logger().info if outcome.success else self.get_logger().warning
-        log(f"click: {outcome.message}")
+        # one call site per severity: rclpy refuses a second severity from the same line
+        if outcome.success:
+            self.get_logger().info(f"click: {outcome.message}")
+        else:
+            self.get_logger().warning(f"click refused: {outcome.message}")
 
     # ------------------------------------------------------------------ services
     def _wait(self, fut) -> PromptOutcome:
@@ -271,19 +282,23 @@ class TrackerNode(LifecycleNode):
 
     # ------------------------------------------------------------------ outputs
     def _publish_frame(self, job: FrameJob, result: FrameResult) -> None:
-        """Called in the inference thread for every processed frame."""
+        """Called in the worker's publishing thread for every processed frame, in order."""
         worker, header = self._worker, job.header
         labels = {i: worker.label(i) for i in result.objects} if worker is not None else {}
         objects = [tracked_object(r, labels.get(i, ""), header) for i, r in result.objects.items()]
         latency_ms = (time.monotonic() - job.received) * 1e3
         self._pubs["objects"].publish(tracked_object_array(header, result.frame_index, latency_ms, objects))
-        label = result.label_image  # computed with the masks (on the GPU when there is one)
-        if label is None or label.dtype != np.uint8:
-            label = label_image({i: r.mask for i, r in result.objects.items()}, job.image.shape[:2])
-        self._pubs["mask"].publish(array_to_image(label, "mono8", header))
+        mask = self._pubs["mask"]
+        if mask.get_subscription_count() > 0:  # no work for outputs nobody reads
+            label = result.label_image  # computed with the masks (on the GPU when there is one)
+            if label is None or label.dtype != np.uint8:
+                label = label_image({i: r.mask for i, r in result.objects.items()}, job.image.shape[:2])
+            mask.publish(array_to_image(label, "mono8", header))
+            self._built.label_images += 1
         overlay = self._pubs["overlay"]
         if self._params.publish_overlay and overlay.get_subscription_count() > 0:
             overlay.publish(array_to_image(render_overlay(job.image, result.objects, labels), "rgb8", header))
+            self._built.overlays += 1
 
     def _publish_diagnostics(self) -> None:
         worker = self._worker
@@ -294,11 +309,16 @@ class TrackerNode(LifecycleNode):
             "rate_hz": f"{s.rate_hz:.2f}",
             "latency_ms": f"{s.last_latency_ms:.1f}",
             "processing_ms": f"{s.processing_ms:.1f}",
+            "tracking_ms": f"{s.tracking_ms:.1f}",
+            "publishing_ms": f"{s.publishing_ms:.1f}",
             "frames_received": s.frames_received,
             "frames_processed": s.frames_processed,
             "frames_dropped": s.frames_dropped,
             "frames_skipped": self._frames_skipped,
             "frames_failed": s.frames_failed,
+            "frames_decoded": s.frames_decoded,
+            "label_images_built": self._built.label_images,
+            "overlays_built": self._built.overlays,
             "objects": len(worker.tracker.object_ids),
             "device": self._device,
             "model": self._params.model_config,
@@ -329,12 +349,8 @@ def _prompt_request(req: AddPrompt.Request) -> PromptRequest:
         raise ValueError(f"object_id: must be in 1..{MAX_OBJECT_ID}, got {req.object_id}")
     points = np.array([[p.x, p.y] for p in req.points], dtype=np.float64).reshape(-1, 2)
     labels = np.array(list(req.point_labels), dtype=np.int64)
-    box = None
-    if req.box.width > 0 or req.box.height > 0:
-        if req.box.width == 0 or req.box.height == 0:
-            raise ValueError(f"box: width and height must both be positive, got {req.box.width}x{req.box.height}")
-        x, y = req.box.x_offset, req.box.y_offset
-        box = [float(x), float(y), float(x + req.box.width - 1), float(y + req.box.height - 1)]
+    roi = req.box
+    box = box_from_roi(roi.x_offset, roi.y_offset, roi.width, roi.height) if roi.width or roi.height else None
     mask = None
     if req.mask.width or req.mask.height or len(req.mask.data):
         # its size is checked against the prompted frame by the tracker

@@ -1,7 +1,8 @@
 """The inference thread between the ROS callbacks and the tracker (no ROS import).
 
 Image callbacks only hand over the newest frame: a frame arriving while another waits
-replaces it (counted as dropped), so there is never a backlog. Prompts, removals and resets
+replaces it (counted as dropped, never decoded), so there is never a backlog. Results are
+published from a second thread, so the tracker starts on the next frame at once. Prompts, removals and resets
 are queued and applied between frames, before the next waiting frame. Prompts name frames
 by their header stamp; the worker maps the stamps of the buffered frames to frame indices.
 
@@ -14,6 +15,7 @@ on 2 cores: the demo model tracked 2.3x slower on a second thread (94 vs 41 ms p
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,19 +27,26 @@ import numpy as np
 
 from sam2_model import FrameResult, ObjectResult, SAM2Tracker
 
-__all__ = ["FrameJob", "PromptOutcome", "PromptRequest", "TrackerWorker", "WorkerStats"]
+__all__ = ["FrameJob", "OutputStats", "PromptOutcome", "PromptRequest", "TrackerWorker", "WorkerStats"]
 
 MAX_OBJECT_ID = 255
 
 
 @dataclass
 class FrameJob:
-    """A received frame waiting for the tracker."""
+    """A received frame waiting for the tracker; its pixels are decoded only if the tracker
+    takes it (a frame replaced while it waits costs nothing)."""
 
-    image: np.ndarray  # [H, W, 3] RGB uint8
+    decode: Callable[[], np.ndarray]  # -> [H, W, 3] RGB uint8; called once, on the inference thread
     stamp_ns: int  # header stamp in nanoseconds
     header: object  # the message header, handed back with the result
     received: float  # time.monotonic() when the callback got it
+    image: np.ndarray | None = None  # [H, W, 3] RGB uint8, set when the worker decoded it
+
+    @classmethod
+    def of_array(cls, image: np.ndarray, stamp_ns: int, header: object, received: float) -> FrameJob:
+        """A job for a frame that is already an RGB array."""
+        return cls(lambda: image, stamp_ns, header, received)
 
 
 @dataclass
@@ -72,10 +81,12 @@ class WorkerStats:
     frames_received: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0  # replaced while waiting, never tracked
+    frames_decoded: int = 0  # pixels decoded: only frames taken by the tracker
     frames_failed: int = 0
     last_latency_ms: float = 0.0  # received -> results published
     processed_times: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic, when published
-    busy_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # tracking + publishing, per frame
+    tracking_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # decoding + tracking, per frame
+    publishing_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # building + publishing, per frame
 
     @property
     def rate_hz(self) -> float:
@@ -85,19 +96,45 @@ class WorkerStats:
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
 
     @property
+    def tracking_ms(self) -> float:
+        """Mean time the inference thread spends on one frame (decoding and tracking), last 60."""
+        return _mean_ms(self.tracking_seconds)
+
+    @property
+    def publishing_ms(self) -> float:
+        """Mean time the publishing thread spends on one frame's messages, last 60."""
+        return _mean_ms(self.publishing_seconds)
+
+    @property
     def processing_ms(self) -> float:
-        """Mean time the worker spends on one frame (tracking and publishing), last 60 frames:
-        ``1000 / processing_ms`` is the rate the node could sustain."""
-        b = self.busy_seconds
-        return 1e3 * sum(b) / len(b) if b else 0.0
+        """The slower of the two stages, which run side by side: ``1000 / processing_ms`` is
+        the rate the node could sustain."""
+        return max(self.tracking_ms, self.publishing_ms)
+
+
+def _mean_ms(seconds: deque) -> float:
+    return 1e3 * sum(seconds) / len(seconds) if seconds else 0.0
+
+
+@dataclass
+class OutputStats:
+    """Images built for the optional outputs: only for frames published while someone
+    subscribes to them."""
+
+    label_images: int = 0  # ~/mask
+    overlays: int = 0  # ~/overlay
 
 
 class TrackerWorker:
-    """Runs a :class:`SAM2Tracker` in its own thread.
+    """Runs a :class:`SAM2Tracker` in its own thread, and publishes its results from another.
+
+    The inference thread hands each frame's result to the publishing thread and takes the
+    next frame at once: building and sending messages never delays tracking. Every result
+    is published, in order; when publishing falls two frames behind, tracking waits for it.
 
     Args:
         tracker: the tracker (owned by the worker from now on).
-        publish: called in the worker thread with each frame's job and result.
+        publish: called in the publishing thread with each frame's job and result.
         log_error: called with a message when a frame cannot be processed.
         executor: a single-thread executor whose thread runs the worker (the one that
             built the model, see the module's note); ``None``: a thread of its own.
@@ -122,6 +159,8 @@ class TrackerWorker:
         self._thread: threading.Thread | None = None
         self._loop_done: Future | None = None  # the loop, when it runs on the executor
         self._running = False
+        self._results: queue.Queue[tuple[FrameJob, FrameResult] | None] = queue.Queue(maxsize=2)
+        self._publisher: threading.Thread | None = None
         self.stats = WorkerStats()
 
     # ------------------------------------------------------------ lifecycle
@@ -130,6 +169,8 @@ class TrackerWorker:
             if self._running:
                 return
             self._running = True
+        self._publisher = threading.Thread(target=self._publish_loop, name="sam2_tracker_publisher", daemon=True)
+        self._publisher.start()
         if self._executor is not None:
             self._loop_done = self._executor.submit(self._loop)
             return
@@ -152,6 +193,10 @@ class TrackerWorker:
             except Exception as err:  # the loop died: say so, the node still shuts down
                 self._log_error(f"inference loop failed: {type(err).__name__}: {err}")
             self._loop_done = None
+        if self._publisher is not None:  # after the inference loop: its last result is published
+            self._results.put(None)
+            self._publisher.join(timeout)
+            self._publisher = None
         while self._control:  # nobody will answer these any more
             _, fut = self._control.popleft()
             fut.set_result(PromptOutcome(False, "the tracker was stopped"))
@@ -217,6 +262,8 @@ class TrackerWorker:
     def _process(self, job: FrameJob) -> None:
         start = time.monotonic()
         try:
+            job.image = job.decode()
+            self.stats.frames_decoded += 1
             result = self.tracker.track(job.image)
         except Exception as err:  # a bad frame must not stop the node
             self.stats.frames_failed += 1
@@ -227,14 +274,22 @@ class TrackerWorker:
         while self._stamps and next(iter(self._stamps.values()))[0] < oldest:
             self._stamps.popitem(last=False)
         self.stats.frames_processed += 1
-        try:
-            self._publish(job, result)
-        except Exception as err:
-            self._log_error(f"publishing failed: {type(err).__name__}: {err}")
-        now = time.monotonic()
-        self.stats.last_latency_ms = (now - job.received) * 1e3
-        self.stats.processed_times.append(now)
-        self.stats.busy_seconds.append(now - start)
+        self.stats.tracking_seconds.append(time.monotonic() - start)
+        self._results.put((job, result))  # waits only when publishing is two frames behind
+
+    def _publish_loop(self) -> None:
+        """The publishing thread: every result, in order, until ``None``."""
+        while (item := self._results.get()) is not None:
+            job, result = item
+            start = time.monotonic()
+            try:
+                self._publish(job, result)
+            except Exception as err:
+                self._log_error(f"publishing failed: {type(err).__name__}: {err}")
+            now = time.monotonic()
+            self.stats.last_latency_ms = (now - job.received) * 1e3
+            self.stats.processed_times.append(now)
+            self.stats.publishing_seconds.append(now - start)
 
     # ------------------------------------------------------------ control jobs
     def _frame_for_stamp(self, stamp_ns: int) -> tuple[int, object]:
@@ -263,6 +318,7 @@ class TrackerWorker:
         try:
             frame_index, header = self._frame_for_stamp(req.stamp_ns)
             obj_id = self._free_id() if req.obj_id is None else req.obj_id
+            existed = obj_id in self.tracker.object_ids
             result = self.tracker.add_prompt(
                 obj_id,
                 points=req.points,
@@ -276,10 +332,9 @@ class TrackerWorker:
             return PromptOutcome(False, _ros_field_names(str(err)))
         if req.label or obj_id not in self._labels:
             self._labels[obj_id] = req.label
-        verb = "refined" if result.frame_index < self.tracker.frame_index else "tracking"
         return PromptOutcome(
             True,
-            f"object {obj_id} {verb} from frame {frame_index} (area {result.area} px)",
+            _prompt_message(obj_id, existed, frame_index, self.tracker.frame_index, result.area),
             result,
             self._labels[obj_id],
             header,
@@ -298,6 +353,14 @@ class TrackerWorker:
         self._stamps.clear()
         self._labels.clear()
         return PromptOutcome(True, "tracker reset: no objects, frame count restarted")
+
+
+def _prompt_message(obj_id: int, existed: bool, frame: int, latest: int, area: int) -> str:
+    """What a prompt did, e.g. ``object 3 started on frame 4, tracked forward to frame 9 (area
+    120 px on frame 4)``."""
+    verb = "refined" if existed else "started"
+    forward = "" if frame == latest else f", {'re-' if existed else ''}tracked forward to frame {latest}"
+    return f"object {obj_id} {verb} on frame {frame}{forward} (area {area} px on frame {frame})"
 
 
 def _ros_field_names(message: str) -> str:

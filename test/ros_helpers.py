@@ -99,6 +99,11 @@ class RosClient:
         self._subs[topic] = self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._record(t, m), qos)
         return self.received[topic]
 
+    def unsubscribe(self, topic: str) -> None:
+        """Stop recording ``topic``, if recorded (its recorded messages stay)."""
+        if topic in self._subs:
+            self.node.destroy_subscription(self._subs.pop(topic))
+
     def wait_publishers(self, topic: str, timeout: float = 30.0) -> None:
         """Wait until the subscription on ``topic`` is matched with a publisher (discovery is
         asynchronous: a message published before that is lost to this client)."""
@@ -152,11 +157,17 @@ class RosClient:
         answered. Never for requests that change state."""
         client = self.node.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+        result = self.answer(client, request, timeout, resend_after)
+        self.node.destroy_client(client)
+        return result
+
+    def answer(self, client: object, request: object, timeout: float = 60.0, resend_after: float | None = None):
+        """Send ``request`` on ``client`` and wait for its answer; ``resend_after``: see :meth:`call`."""
         futures = [client.call_async(request)]
         end = time.monotonic() + timeout
         next_send = time.monotonic() + resend_after if resend_after else float("inf")
         while not any(f.done() for f in futures):
-            assert time.monotonic() < end, f"service {name} did not answer within {timeout:.0f} s"
+            assert time.monotonic() < end, f"service {client.srv_name} did not answer within {timeout:.0f} s"
             if time.monotonic() > next_send:
                 futures.append(client.call_async(request))
                 next_send = time.monotonic() + resend_after
@@ -164,7 +175,6 @@ class RosClient:
         result = next(f for f in futures if f.done()).result()
         for future in futures:
             client.remove_pending_request(future)
-        self.node.destroy_client(client)
         return result
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

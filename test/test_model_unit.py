@@ -211,7 +211,9 @@ def test_bad_images(model, image, field):
         ({"box": [50, 10, 20, 40]}, "box: corners must satisfy x0 <= x1"),
         ({"box": [10, 40, 20, 10]}, "box: corners must satisfy .* y0 <= y1"),
         ({"box": [10, 10, 20]}, "box: expected \\(x0, y0, x1, y1\\)"),
-        ({"box": [10, 10, 200, 40]}, "box: .* outside the 130x90 image"),
+        ({"box": [10, 10, 200, 40]}, "box: .* is not inside the 130x90 image"),
+        ({"box": [10, 10, 130, 40]}, "box: .* is not inside the 130x90 image"),  # x = 130: past the last pixel
+        ({"box": [130, 10, 130, 40]}, "box: .* is not inside the 130x90 image"),  # wholly right of the image
         ({"mask": np.zeros((90, 131), dtype=bool)}, "mask: expected shape 90x130"),
         ({"mask": np.full((90, 130), np.nan)}, "mask: contains NaN"),
         ({}, "prompt: give at least one"),

@@ -128,7 +128,7 @@ def test_sam2_prompt_command_line_client(tmp_path, client, visible_checkpoint): 
         )
         out = _prompt_cli("click", "30", "40", "--id", "3", "--label", "disc")
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "object 3 tracking from frame" in out.stdout and "id 3 area" in out.stdout
+        assert "object 3 started on frame" in out.stdout and "id 3 area" in out.stdout
         mask = np.zeros((96, 128), np.uint8)
         mask[60:90, 90:125] = 255
         from PIL import Image as PILImage

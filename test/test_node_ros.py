@@ -22,11 +22,13 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Point, PointStamped  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from sam2_ros.conversions import object_mask, stamp_to_ns  # noqa: E402
 from sam2_ros.msg import TrackedObjectArray  # noqa: E402
+from sam2_ros.params import PARAMS  # noqa: E402
 from sam2_ros.srv import AddPrompt, RemoveObject  # noqa: E402
 
 H, W = 96, 128
@@ -205,7 +207,13 @@ def test_remove_and_reset(client, session):
 def test_prompt_by_stamp_and_unknown_stamp(client, session):
     session.feed(4)
     resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(3, 30, 40, stamp_ns=session.stamp(1)))
-    assert resp.success and "from frame 1" in resp.message
+    assert resp.success, resp.message
+    # a new object on a past frame is started there, not "refined"
+    assert resp.message.startswith("object 3 started on frame 1, tracked forward to frame 3 (area "), resp.message
+    resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(3, 32, 40, stamp_ns=session.stamp(2)))
+    assert resp.message.startswith("object 3 refined on frame 2, re-tracked forward to frame 3 ("), resp.message
+    resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(3, 31, 41))
+    assert resp.message.startswith("object 3 refined on frame 3 (area "), resp.message
     resp = client.call(AddPrompt, f"{NS}/add_prompt", click_request(4, 30, 40, stamp_ns=session.stamp(1) + 7))
     assert not resp.success
     assert resp.message.startswith("stamp: no buffered frame has stamp")
@@ -255,6 +263,11 @@ BAD_PROMPTS = {
         ),
         "box:",
     ),
+    # boxes that end past the image or lie outside it (the image is 128x96)
+    "box one past the right edge": (lambda s: _box(108, 0, 21, 10), "box:"),
+    "box right of the image": (lambda s: _box(128, 0, 1, 1), "box:"),
+    "box below the image": (lambda s: _box(0, 96, 1, 1), "box:"),
+    "box without height": (lambda s: _box(10, 10, 5, 0), "box:"),
     "mask size": (lambda s: _with(AddPrompt.Request(object_id=1), mask=_mono(10, 10)), "mask:"),
     "mask encoding": (lambda s: _with(AddPrompt.Request(object_id=1), mask=_mono(H, W, "rgb8")), "mask:"),
     "unknown stamp": (lambda s: click_request(1, 10, 10, stamp_ns=123), "stamp:"),
@@ -266,6 +279,10 @@ def _with(req, **fields):
     for k, v in fields.items():
         setattr(req, k, v)
     return req
+
+
+def _box(x, y, w, h):
+    return _with(AddPrompt.Request(object_id=5), box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
 
 
 def _mono(h, w, encoding="mono8"):
@@ -284,6 +301,44 @@ def test_bad_prompts_are_refused_and_the_node_keeps_running(client, session, nod
     assert not resp.success and resp.message.startswith("object_id: no object 77")
     assert node.alive()
     assert [o.id for o in session.feed()[0].objects] == [1]
+    assert client.call(AddPrompt, f"{NS}/add_prompt", _box(0, 0, 128, 96)).success  # the whole image is fine
+
+
+def test_clicks_log_why_they_are_refused(client, session, node):
+    """Accepted and refused clicks on ~/click alternate: each logs its own line (rclpy
+    refuses a second severity from one call site)."""
+    session.feed(2)
+    start = len(node.log())  # earlier tests' clicks are in the log too
+    for x in (30.0, 500.0, 100.0, 600.0):
+        click = PointStamped()  # stamp 0: the latest frame
+        click.point.x, click.point.y = x, 40.0
+        client.publish(f"{NS}/click", click)
+    refused = [f"click refused: points: point 0 ({x}, 40) is outside the 128x96 image" for x in (500, 600)]
+    client.wait_for(
+        lambda: node.log()[start:].count("click: object ") == 2 and all(r in node.log()[start:] for r in refused),
+        timeout=30,
+        what="two clicks accepted and two refused in the log",
+    )
+    assert "Logger severity cannot be changed" not in node.log() and "Traceback" not in node.log()
+    assert [o.id for o in session.feed()[0].objects] == [1, 2]
+
+
+def test_a_burst_of_prompts_gets_every_answer(client, session):
+    """A planner prompting max_objects objects at once gets an answer to every call."""
+    session.feed(1)
+    max_objects = next(p.default for p in PARAMS if p.name == "max_objects")  # the node's
+    cli = client.node.create_client(AddPrompt, f"{NS}/add_prompt", qos_profile=QoSProfile(depth=1000))
+    assert cli.wait_for_service(timeout_sec=30)
+    # a refused request, resent until answered: the client's response reader is matched
+    probe = client.answer(cli, click_request(0, 10, 10), resend_after=1.0)
+    assert not probe.success
+    futures = [cli.call_async(click_request(i, 10 + 3 * i, 40)) for i in range(1, max_objects + 1)]
+    client.wait_for(lambda: all(f.done() for f in futures), timeout=180, what="an answer to every call")
+    answers = [f.result() for f in futures]
+    assert all(a.success for a in answers), [a.message for a in answers if not a.success]
+    assert sorted(a.object.id for a in answers) == list(range(1, max_objects + 1))
+    assert [o.id for o in session.feed()[0].objects] == list(range(1, max_objects + 1))
+    client.node.destroy_client(cli)
 
 
 def test_bad_images_are_skipped_and_logged_once(client, session, node):
@@ -355,6 +410,37 @@ def test_a_flood_of_frames_leaves_no_backlog(client, session, node):
         "device",
     }
     assert "cpu" in _diag_text(diag[-1], "device")
+    # frames replaced while the tracker was busy were never decoded
+    assert _diag_value(diag[-1], "frames_decoded") == _diag_value(diag[-1], "frames_processed") + _diag_value(
+        diag[-1], "frames_failed"
+    )
+
+
+def test_no_label_image_or_overlay_without_subscribers(client, session, node):
+    """~/mask and ~/overlay are built only while someone subscribes to them."""
+    diag = client.received["/diagnostics"]
+
+    def counts_after(frames: int) -> tuple[float, float]:
+        """Feed ``frames`` frames; the built counts once diagnostics have seen them all."""
+        processed = _diag_value(diag[-1], "frames_processed") if diag else 0
+        session.feed(frames)
+        client.wait_for(
+            lambda: _diag_value(diag[-1], "frames_processed") >= processed + frames, timeout=15, what="diagnostics"
+        )
+        return _diag_value(diag[-1], "label_images_built"), _diag_value(diag[-1], "overlays_built")
+
+    session.feed(1)
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40)).success
+    client.unsubscribe(f"{NS}/mask")
+    client.unsubscribe(f"{NS}/overlay")  # an earlier test's
+    client.wait_for(lambda: client.node.count_subscribers(f"{NS}/mask") == 0, what="no ~/mask subscriber")
+    client.wait_for(lambda: client.node.count_subscribers(f"{NS}/overlay") == 0, what="no ~/overlay subscriber")
+    time.sleep(0.5)  # the node's side of the graph, too
+    before = counts_after(1)
+    assert counts_after(5) == before  # five frames published, no label image, no overlay
+    client.subscribe_sensor(f"{NS}/mask", Image)  # back: label images again
+    client.wait_publishers(f"{NS}/mask")
+    client.wait_for(lambda: counts_after(1)[0] > before[0], timeout=20, what="label images once subscribed")
 
 
 def _diag_text(msg, key):

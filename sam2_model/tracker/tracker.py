@@ -188,7 +188,7 @@ class SAM2Tracker:
         Args:
             obj_id: a new id starts an object; an existing id refines it.
             points, labels: clicks ``[N, 2]`` (x, y) in pixels and their labels (1 / 0).
-            box: ``(x0, y0, x1, y1)`` in pixels.
+            box: ``(x0, y0, x1, y1)``, the first and last pixel covered (inclusive, inside the image).
             mask: ``[H, W]`` mask (non-zero on the object).
             frame_index: the frame the prompt refers to; ``None``: the latest. An older
                 frame must still be in the history buffer; the object is then re-tracked
