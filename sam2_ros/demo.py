@@ -10,44 +10,18 @@ prints J&F per object against the ground truth and the node's measured rate.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from .demo_support import share_file
 
 __all__ = ["main"]
 
 
-def _share_file(relative: str) -> Path:
-    """A file of the installed package (share/sam2_ros/...), or of the source tree."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        path = Path(get_package_share_directory("sam2_ros")) / relative
-        if path.exists():
-            return path
-    except (ImportError, LookupError):
-        pass
-    return Path(__file__).resolve().parents[1] / relative
-
-
-def _executable(name: str) -> str:
-    from ament_index_python.packages import get_package_prefix
-
-    return str(Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / name)
-
-
-def _digest(pixels: bytes) -> str:
-    return hashlib.sha1(pixels).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(_share_file("models/sam2_ros_demo.pt")))
+    parser.add_argument("--checkpoint", default=str(share_file("models/sam2_ros_demo.pt")))
     parser.add_argument("--model", default="sam2_ros_demo")
     parser.add_argument("--video", type=int, default=0, help="index of the held-out synthetic video")
     parser.add_argument("--frames", type=int, default=60)
@@ -66,25 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         return session.run()
     finally:
         session.close()
-
-
-def start_process(cmd: list[str], log: Path) -> subprocess.Popen:
-    """A child process with its output in ``log``."""
-    handle = open(log, "w")  # noqa: SIM115 (owned by the process for its lifetime)
-    return subprocess.Popen([sys.executable, *cmd], stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError(f"demo: timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def frame_digests(frames: list[np.ndarray]) -> dict[str, int]:
-    """Frame index of each frame's pixel digest (to recognise published frames)."""
-    return {_digest(np.ascontiguousarray(f).tobytes()): i for i, f in enumerate(frames)}
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from sam2_model.eval.metrics import score_sequence
 from sam2_model.eval.synthetic import click_inside, heldout_seed
 
 from .conversions import object_mask, stamp_to_ns
-from .demo import _digest, _executable, frame_digests, start_process, wait_until
+from .demo_support import digest, executable, frame_digests, start_process, wait_until
 from .msg import TrackedObjectArray
 from .srv import AddPrompt
 
@@ -73,7 +73,7 @@ class DemoSession:
 
     # ---------------------------------------------------------------- callbacks
     def _on_image(self, msg: Image) -> None:  # which frame of the video each stamp carries
-        index = self.index_of.get(_digest(bytes(msg.data)))
+        index = self.index_of.get(digest(bytes(msg.data)))
         if index is not None:
             with self.lock:
                 self.frame_of_stamp[stamp_to_ns(msg.header.stamp)] = index
@@ -117,7 +117,7 @@ class DemoSession:
         a = self.args
         log = self.out / "tracker_node.log"
         params = {"checkpoint": a.checkpoint, "model_config": a.model, "device": a.device}
-        self.procs.append(start_process([_executable("tracker_node"), *_ros_args(params)], log))
+        self.procs.append(start_process([executable("tracker_node"), *_ros_args(params)], log))
         client = self.node.create_client(AddPrompt, f"{TRACKER}/add_prompt")
         if not client.wait_for_service(timeout_sec=120):
             raise TimeoutError(f"demo: the tracker node did not start (see {log})")
@@ -134,7 +134,7 @@ class DemoSession:
             "start_delay": 0.5,
             "wait_for_subscribers": 2,
         }
-        proc = start_process([_executable("video_publisher"), *_ros_args(params)], self.out / "video_publisher.log")
+        proc = start_process([executable("video_publisher"), *_ros_args(params)], self.out / "video_publisher.log")
         self.procs.append(proc)
         return proc
 
