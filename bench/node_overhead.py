@@ -63,8 +63,9 @@ class Conditions:
 class TrackerTiming:
     """``SAM2Tracker.track`` alone."""
 
-    frame_ms: float  # mean per frame, memory bank full
+    frame_ms: float  # mean per frame, memory bank full, frames back to back
     frames: int  # frames timed
+    paused_frame_ms: float  # mean per frame when frames come at the slow camera's rate (the CPU idles between)
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,53 @@ def playback(num_frames: int, k: int) -> int:
     return t if t < num_frames else period - t
 
 
+# ---------------------------------------------------------------- the camera
+def image_message(frame: np.ndarray, stamp_ns: int):
+    """``frame [H, W, 3]`` as a ``sensor_msgs/Image`` (rgb8) stamped ``stamp_ns``."""
+    from sensor_msgs.msg import Image
+
+    msg = Image(encoding="rgb8", height=frame.shape[0], width=frame.shape[1], step=3 * frame.shape[1])
+    msg.header.frame_id = "bench_camera"
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.data = frame.tobytes()
+    return msg
+
+
+def camera_qos(qos: str):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    reliability = ReliabilityPolicy.RELIABLE if qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(depth=5, reliability=reliability)
+
+
+def play(publisher, frames: list[np.ndarray], rate: float, until: threading.Event) -> None:
+    """Publish ``frames`` back and forth at ``rate`` until ``until`` is set."""
+    messages = [image_message(f, 0) for f in frames]
+    begin, k = time.monotonic(), 0
+    while not until.is_set():
+        publisher.publish(messages[playback(len(frames), k)])
+        k += 1
+        time.sleep(max(0.0, begin + k / rate - time.monotonic()))
+
+
 # ---------------------------------------------------------------- the tracker alone
-def _tracker_alone(c: Conditions, timed: int, queue) -> None:
-    """In a child process: the node's tracker (same options as the node's defaults)."""
+def _tracker_alone(c: Conditions, timed: int, slow_rate: float, receive: bool, queue) -> None:
+    """In a child process: the node's tracker (same options as the node's defaults). With
+    ``receive``, the process also subscribes to the camera (an empty callback): what
+    receiving the frames alone costs the tracker."""
     import torch
+
+    if receive:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image
+
+        rclpy.init()
+        node = rclpy.create_node("bench_receiver")
+        node.create_subscription(Image, "/bench/image", lambda msg: None, camera_qos(c.qos))
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
 
     from sam2_model import SAM2Tracker, build_sam2, resolve_device
 
@@ -124,27 +168,56 @@ def _tracker_alone(c: Conditions, timed: int, queue) -> None:
     for obj_id, xy in enumerate(clicks, 1):
         tracker.add_prompt(obj_id, points=[xy], labels=[1])
     warm = 2 * model.config.num_maskmem  # until the memory bank is full
-    times = []
-    for k in range(warm + timed):
-        frame = frames[playback(len(frames), k)]
+
+    def timed_frame(k: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        tracker.track(frame)
+        tracker.track(frames[playback(len(frames), k)])
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if k >= warm:
-            times.append(time.perf_counter() - start)
-    queue.put(TrackerTiming(1e3 * statistics.mean(times), len(times)))
+        return time.perf_counter() - start
+
+    if receive:
+        queue.put("ready")
+        _wait(lambda: node.count_publishers("/bench/image") > 0, 30, "the camera")
+        time.sleep(1.0)
+    times = [timed_frame(k) for k in range(warm + timed)][warm:]
+    paused = []
+    for k in range(warm + timed, warm + timed + 12):  # the slow camera: idle between frames
+        time.sleep(max(0.0, 1.0 / slow_rate - statistics.mean(times)))
+        paused.append(timed_frame(k))
+    queue.put(TrackerTiming(1e3 * statistics.mean(times), len(times), 1e3 * statistics.mean(paused)))
 
 
-def tracker_alone(c: Conditions, timed: int) -> TrackerTiming:
+def tracker_alone(c: Conditions, timed: int, slow_rate: float, camera_rate: float = 0.0) -> TrackerTiming:
+    """The tracker in a process of its own; with ``camera_rate``, while this process plays the
+    camera to it at that rate."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_tracker_alone, args=(c, timed, queue))
+    proc = ctx.Process(target=_tracker_alone, args=(c, timed, slow_rate, camera_rate > 0, queue))
     proc.start()
+    if not camera_rate:
+        result = queue.get(timeout=1800)
+        proc.join()
+        return result
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    assert queue.get(timeout=1800) == "ready"
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node("bench_camera")
+    publisher = node.create_publisher(Image, "/bench/image", camera_qos(c.qos))
+    stop = threading.Event()
+    frames, _ = make_video(c)
+    camera = threading.Thread(target=play, args=(publisher, frames, camera_rate, stop), daemon=True)
+    camera.start()
     result = queue.get(timeout=1800)
+    stop.set()
+    camera.join()
     proc.join()
+    node.destroy_node()
     return result
 
 
@@ -179,7 +252,6 @@ class NodeBench:
 
     def _subscribe(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
         from sam2_ros.msg import TrackedObjectArray
@@ -187,8 +259,7 @@ class NodeBench:
 
         self.node.create_subscription(TrackedObjectArray, "/sam2_tracker/objects", self._on_objects, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        reliability = ReliabilityPolicy.RELIABLE if self.c.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        self.camera = self.node.create_publisher(Image, "/bench/image", QoSProfile(depth=5, reliability=reliability))
+        self.camera = self.node.create_publisher(Image, "/bench/image", camera_qos(self.c.qos))
         self.prompt = self.node.create_client(AddPrompt, "/sam2_tracker/add_prompt")
         self.overlay_sub = None
 
@@ -203,15 +274,6 @@ class NodeBench:
                 with self.lock:
                     self.diagnostics = {kv.key: kv.value for kv in status.values}
 
-    def _image(self, frame: np.ndarray, stamp_ns: int):
-        from sensor_msgs.msg import Image
-
-        msg = Image(encoding="rgb8", height=frame.shape[0], width=frame.shape[1], step=3 * frame.shape[1])
-        msg.header.frame_id = "bench_camera"
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        msg.data = frame.tobytes()
-        return msg
-
     def start(self, timeout: float = 300.0) -> None:
         """Wait for the node, send frame 0 until it is tracked, click every object on it."""
         from geometry_msgs.msg import Point
@@ -221,7 +283,7 @@ class NodeBench:
         _wait(lambda: "active: tracking" in self.log.read_text(), timeout, f"the node (log: {self.log})")
         assert self.prompt.wait_for_service(timeout_sec=60), "no ~/add_prompt"
         self.stamp0 = time.time_ns()
-        first = self._image(self.frames[0], self.stamp0)
+        first = image_message(self.frames[0], self.stamp0)
         end = time.monotonic() + 60
         while not any(s == self.stamp0 for _, s, _ in list(self.arrivals)):
             assert time.monotonic() < end, f"frame 0 was never tracked (log: {self.log})"
@@ -249,7 +311,7 @@ class NodeBench:
 
     def measure(self, rate: float, seconds: float, settle: float = 3.0) -> NodeTiming:
         """Send frames at ``rate`` for ``settle + seconds``; results of the last ``seconds``."""
-        messages = [self._image(f, 0) for f in self.frames]  # converted once: the camera costs little
+        messages = [image_message(f, 0) for f in self.frames]  # converted once: the camera costs little
         period = 1.0 / rate
         begin = time.monotonic()
         window_start = begin + settle
@@ -323,22 +385,36 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
 
+def _native_name(pid: int, tid: int) -> str:
+    """A thread Python does not know: its OS name (DDS threads have their own; PyTorch's
+    OpenMP workers carry the process's)."""
+    try:
+        name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+    except OSError:
+        return "native (ended)"
+    return f"native: {'OpenMP worker or other' if name.startswith('python') else name}"
+
+
 def profile(pid: int, seconds: float, out: Path) -> str:
     """Where the node process's time goes: CPU seconds per thread over ``seconds`` (psutil),
     and py-spy samples of its Python threads (the functions they were in the most)."""
     if shutil.which("py-spy") is None:
         return "py-spy is not installed: pip install py-spy"
+    import psutil
+
     names = thread_names(pid)
-    before = thread_cpu(pid)
+    before, bench_before = thread_cpu(pid), sum(psutil.Process().cpu_times()[:2])
     cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100"]
     cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     after = thread_cpu(pid)
+    bench_cpu = (sum(psutil.Process().cpu_times()[:2]) - bench_before) / seconds
     cpu: dict[str, float] = collections.Counter()
     for tid, used in after.items():
-        cpu[names.get(tid) or ("native" if tid not in names else f"thread {tid}")] += used - before.get(tid, 0.0)
-    lines = [f"CPU per thread over {seconds:.0f} s (1.00 = one core fully busy):"]
-    lines += [f"  {used / seconds:5.2f}  {name}" for name, used in cpu.most_common(8)]
+        cpu[names.get(tid) or _native_name(pid, tid)] += used - before.get(tid, 0.0)
+    lines = [f"CPU per thread of the node over {seconds:.0f} s (1.00 = one core fully busy):"]
+    lines += [f"  {used / seconds:5.2f}  {name}" for name, used in cpu.most_common(10)]
+    lines.append(f"  ({bench_cpu:.2f} for this process: the camera and the subscribers)")
     if done.returncode != 0 or not out.exists():
         return "\n".join([*lines, f"py-spy failed: {done.stderr.strip()[-500:]}"])
     per_thread: dict[str, int] = collections.Counter()
@@ -380,8 +456,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     print(f"conditions: {c.model} on {c.device}, {width}x{height} rgb8, {c.objects} objects, {c.qos} camera")
-    alone = tracker_alone(c, timed=60)
-    print(f"tracker alone: {alone.frame_ms:.1f} ms per frame ({1e3 / alone.frame_ms:.1f} Hz), {alone.frames} frames")
+    alone = tracker_alone(c, timed=60, slow_rate=args.slow_rate)
+    print(
+        f"tracker alone: {alone.frame_ms:.1f} ms per frame ({1e3 / alone.frame_ms:.1f} Hz) back to back, "
+        f"{alone.paused_frame_ms:.1f} ms at {args.slow_rate:g} Hz"
+    )
+    receiving = tracker_alone(c, timed=60, slow_rate=args.slow_rate, camera_rate=args.rate)
+    print(
+        f"tracker alone, its process receiving the {args.rate:g} Hz camera (empty callback): "
+        f"{receiving.frame_ms:.1f} ms per frame ({receiving.frame_ms / alone.frame_ms:.2f}x: the frames' transport)"
+    )
     runs: list[NodeTiming] = []
     with tempfile.TemporaryDirectory() as tmp:
         bench = NodeBench(c, Path(tmp))
@@ -401,11 +485,16 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(bench.measure(args.slow_rate, args.seconds))
         finally:
             bench.close()
-    print("\ncamera   overlay  output Hz  ratio to tracker  latency ms  ratio to tracker  processing ms  dropped")
-    for r in runs:
+    print(
+        "\ncamera   overlay  output Hz  ratio to tracker  (to receiving)  latency ms  ratio to tracker  "
+        "processing ms  dropped"
+    )
+    for r in runs:  # the slow camera's latency against the tracker's time at that rate
+        track_ms = alone.paused_frame_ms if r.camera_hz == args.slow_rate else alone.frame_ms
         print(
             f"{r.camera_hz:5.1f} Hz  {'yes' if r.overlay else 'no':7s}  {r.output_hz:9.2f}  "
-            f"{r.output_hz * alone.frame_ms / 1e3:16.2f}  {r.latency_ms:10.1f}  {r.latency_ms / alone.frame_ms:16.2f}  "
+            f"{r.output_hz * alone.frame_ms / 1e3:16.2f}  {r.output_hz * receiving.frame_ms / 1e3:14.2f}  "
+            f"{r.latency_ms:10.1f}  {r.latency_ms / track_ms:16.2f}  "
             f"{r.processing_ms:13.1f}  {r.dropped}/{r.received}"
         )
     if args.profile:
