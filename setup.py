@@ -17,8 +17,20 @@ setup(
     license="Apache-2.0",
     packages=find_packages(include=["sam2_model", "sam2_model.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.1", "numpy>=1.24", "pillow>=9.1"],
-    entry_points={"console_scripts": ["sam2-train = sam2_model.training.cli:main"]},
+    install_requires=["torch>=2.1", "numpy>=1.24", "pillow>=9.1", "tqdm>=4.60"],
+    # sam2-track: video files and the overlay (OpenCV), prompts files (YAML), ROS 2 bags (rosbags)
+    extras_require={"track": ["opencv-python-headless>=4.8", "pyyaml>=5.4", "rosbags>=0.11,<1"]},
+    # sam2-track's defaults: the demo model, and the message definitions of its output bags
+    data_files=[
+        ("share/sam2_ros/models", ["models/sam2_ros_demo.pt"]),
+        ("share/sam2_ros/msg", [f"msg/{p.name}" for p in sorted((Path(__file__).parent / "msg").glob("*.msg"))]),
+    ],
+    entry_points={
+        "console_scripts": [
+            "sam2-train = sam2_model.training.cli:main",
+            "sam2-track = sam2_model.track.cli:main",
+        ]
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

@@ -7,28 +7,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sam2_model import ObjectResult
+from sam2_model.colours import ALPHA, object_colour
 
 __all__ = ["object_colour", "overlay_text", "render_overlay"]
 
-# A fixed palette of well-separated colours; id k gets PALETTE[k % len].
-PALETTE = np.array(
-    [
-        (230, 25, 75),
-        (60, 180, 75),
-        (255, 225, 25),
-        (0, 130, 200),
-        (245, 130, 48),
-        (145, 30, 180),
-        (70, 240, 240),
-        (240, 50, 230),
-        (210, 245, 60),
-        (250, 190, 212),
-        (0, 128, 128),
-        (220, 190, 255),
-    ],
-    dtype=np.uint8,
-)
-ALPHA = 0.5  # mask opacity
 CHAR_PX = 6  # width of a character of the default font, about: bounds a text line
 
 
@@ -38,12 +20,6 @@ def overlay_text(obj_id: int, label: str, suffix: str, width: int) -> str:
     text = f"{obj_id} {label[: width // CHAR_PX + 1]}".strip() + suffix
     limit = max(width // CHAR_PX, 4)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def object_colour(obj_id: int) -> tuple[int, int, int]:
-    """The RGB colour of an object id."""
-    r, g, b = PALETTE[obj_id % len(PALETTE)]
-    return int(r), int(g), int(b)
 
 
 def render_overlay(image: np.ndarray, objects: dict[int, ObjectResult], labels: dict[int, str]) -> np.ndarray:

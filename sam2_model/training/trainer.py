@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from ..build import build_sam2, resolve_device
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -336,7 +337,7 @@ class Trainer:
             if main:
                 print(f"resuming from {last} at step {self.step}", file=sys.stderr)
         log_file = self._open_log() if main else None
-        start, done_at_start = time.monotonic(), self.step
+        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not main, dynamic_ncols=True)
         try:
             while self.step < cfg.steps:
                 t0 = time.monotonic()
@@ -349,19 +350,19 @@ class Trainer:
                         row += [f"{terms[k]:.5f}" for k in _LOG_TERMS] + [f"{sec:.3f}"]
                         csv.writer(log_file).writerow(row)
                         log_file.flush()
-                        rate = (self.step - done_at_start) / max(time.monotonic() - start, 1e-9)
-                        _progress(self.step, cfg.steps, terms["total"], rate)
+                        bar.set_postfix(loss=f"{terms['total']:.4f}", refresh=False)
+                bar.update(self.step - bar.n)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     check_in_sync(self.model, self.group, self.step)
                     self.save(last)
         finally:
+            bar.close()
             if log_file is not None:
                 log_file.close()
         final = self.out / "final.pt"
         if self.ema is not None:  # the average is the result; the raw weights stay in last.pt
             self.ema.copy_to(self.model)
         if main:
-            print(file=sys.stderr)
             save_checkpoint(self.model, final, step=self.step, config=_plain(dataclasses.asdict(cfg)))
         barrier(self.group)  # final.pt exists for every process
         return final
@@ -380,14 +381,6 @@ class Trainer:
 def _one_thread(worker_id: int) -> None:
     """Clip workers use one thread each: they are many, and the training process needs the cores."""
     torch.set_num_threads(1)
-
-
-def _progress(step: int, total: int, loss: float, rate: float) -> None:
-    width = 30
-    filled = int(width * step / max(total, 1))
-    eta = (total - step) / rate if rate > 0 else float("inf")
-    bar = "#" * filled + "." * (width - filled)
-    print(f"\r[{bar}] {step}/{total} loss {loss:.4f} {rate:.2f} it/s eta {eta / 60:.1f} min", end="", file=sys.stderr)
 
 
 def _plain(obj: object) -> object:
