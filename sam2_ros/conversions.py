@@ -32,8 +32,8 @@ def stamp_to_ns(stamp: Time) -> int:
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """A ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) -> RGB ``[H, W, 3]`` uint8."""
-    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    """A ``sensor_msgs/Image`` (any of ``image_codec.ENCODINGS``) -> RGB ``[H, W, 3]`` uint8."""
+    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
 
 
 def mask_from_msg(msg: Image, image_hw: tuple[int, int]) -> np.ndarray | None:

@@ -64,6 +64,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("non_overlap_masks", False, "Give each pixel to the highest-scoring object only", read_only=False),
     ParamSpec(
+        "image_transport",
+        "raw",
+        "How images arrive: raw (sensor_msgs/Image on image) or compressed (sensor_msgs/CompressedImage, "
+        "JPEG or PNG, on image/compressed)",
+        choices=("raw", "compressed"),
+    ),
+    ParamSpec(
         "qos_reliability",
         "best_effort",
         "Reliability of the image subscription: best_effort (sensor data) or reliable",
@@ -100,6 +107,7 @@ class NodeParams:
     max_conditioning_frames: int
     fill_hole_area: int
     non_overlap_masks: bool
+    image_transport: str
     qos_reliability: str
     publish_overlay: bool
     prompt_timeout: float

@@ -20,7 +20,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
@@ -36,7 +36,7 @@ from .conversions import (
     tracked_object,
     tracked_object_array,
 )
-from .image_codec import box_from_roi, check_image, label_image
+from .image_codec import box_from_roi, check_compressed, check_image, decode_compressed, label_image
 from .msg import TrackedObjectArray
 from .overlay import render_overlay
 from .params import PARAMS, RUNTIME_PARAMS, NodeParams, service_queue_depth
@@ -104,7 +104,7 @@ class TrackerNode(LifecycleNode):
         extras = "".join(f", {name}" for name, on in (("compiled", params.compile), ("CUDA graphs", graphs)) if on)
         self._device = f"{device} ({precision}{extras})"
         self._warmup_seconds = warmup
-        self._worker = TrackerWorker(tracker, self._publish_frame, self.get_logger().warning, self._inference)
+        self._worker = TrackerWorker(tracker, self._publish_frame, self._warn_once, self._inference)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
             "objects": self.create_publisher(TrackedObjectArray, "~/objects", reliable),
@@ -140,13 +140,19 @@ class TrackerNode(LifecycleNode):
             if params.qos_reliability == "reliable"
             else ReliabilityPolicy.BEST_EFFORT,
         )
+        compressed = params.image_transport == "compressed"
+        kind, topic, callback = (
+            (CompressedImage, "image/compressed", self._on_compressed)
+            if compressed
+            else (Image, "image", self._on_image)
+        )
         self._subs = [
-            self.create_subscription(Image, "image", self._on_image, qos, callback_group=self._frame_group),
+            self.create_subscription(kind, topic, callback, qos, callback_group=self._frame_group),
             self.create_subscription(PointStamped, "~/click", self._on_click, 10, callback_group=self._service_group),
         ]
         self._worker.start()
         self._timer = self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"active: tracking on '{self.resolve_topic_name('image')}'")
+        self.get_logger().info(f"active: tracking on '{self._subs[0].topic_name}'")  # remapped
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -209,16 +215,33 @@ class TrackerNode(LifecycleNode):
         try:  # the fields only: the pixels are decoded if the tracker takes this frame
             check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
         except ValueError as err:
-            self._frames_skipped += 1
-            problem = f"{err} (encoding {msg.encoding!r}, {msg.width}x{msg.height}, step {msg.step})"
-            if problem not in self._logged_problems:  # once per kind of bad frame
-                self._logged_problems.add(problem)
-                self.get_logger().warning(f"frame skipped: {problem}; logged once")
+            self._skip_frame(f"{err} (encoding {msg.encoding!r}, {msg.width}x{msg.height}, step {msg.step})")
             return
+        self._submit(lambda: image_to_rgb(msg), msg.header, received)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        received = time.monotonic()
+        try:  # the format and the data's ends only: decoded if the tracker takes this frame
+            check_compressed(msg.format, msg.data)
+        except ValueError as err:
+            self._skip_frame(str(err))
+            return
+        self._submit(lambda: decode_compressed(msg.format, msg.data), msg.header, received)
+
+    def _submit(self, decode, header: Header, received: float) -> None:
         worker = self._worker
         if worker is not None:
-            job = FrameJob(lambda: image_to_rgb(msg), stamp_to_ns(msg.header.stamp), msg.header, received)
-            worker.submit_frame(job)
+            worker.submit_frame(FrameJob(decode, stamp_to_ns(header.stamp), header, received))
+
+    def _skip_frame(self, problem: str) -> None:
+        self._frames_skipped += 1
+        self._warn_once(f"frame skipped: {problem}")
+
+    def _warn_once(self, message: str) -> None:
+        """Log ``message`` the first time only (bad frames come at the camera's rate)."""
+        if message not in self._logged_problems:
+            self._logged_problems.add(message)
+            self.get_logger().warning(f"{message}; logged once")
 
     def _on_click(self, msg: PointStamped) -> None:
         worker = self._worker

@@ -41,6 +41,7 @@ class NodeProcess:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         args = [sys.executable, tracker_executable(), "--ros-args", "-r", f"__node:={name}", "-r", f"image:={image}"]
+        args += ["-r", f"image/compressed:={image}/compressed"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]

@@ -53,7 +53,7 @@ def test_decode_image_encodings_with_padded_rows(encoding):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("yuv422", 2, 2, 4, bytes(8)), "image: unsupported encoding 'yuv422'"),
+        (("nv12", 2, 2, 4, bytes(8)), "image: unsupported encoding 'nv12'"),
         (("rgb8", 0, 4, 12, b""), "image: empty image"),
         (("rgb8", 2, 4, 10, bytes(20)), "image: step 10 is smaller than width\\*channels = 12"),
         (("rgb8", 2, 4, 12, bytes(23)), "image: data has 23 bytes, expected step\\*height = 24"),
