@@ -344,7 +344,7 @@ def test_a_burst_of_prompts_gets_every_answer(client, session):
 def test_bad_images_are_skipped_and_logged_once(client, session, node):
     session.feed(1)
     bad = [
-        Image(height=4, width=4, encoding="yuv422", step=8, data=bytes(32)),
+        Image(height=4, width=4, encoding="nv12", step=8, data=bytes(32)),
         Image(height=0, width=0, encoding="rgb8", step=0, data=b""),
         Image(height=4, width=4, encoding="rgb8", step=10, data=bytes(40)),  # step < width*3
         Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(40)),  # data size
@@ -355,7 +355,7 @@ def test_bad_images_are_skipped_and_logged_once(client, session, node):
             client.publish("/camera/image", img)
     session.feed(1)  # a good frame after them is tracked
     log = node.log()
-    for needle in ("unsupported encoding 'yuv422'", "empty image", "step 10 is smaller", "data has 40 bytes"):
+    for needle in ("unsupported encoding 'nv12'", "empty image", "step 10 is smaller", "data has 40 bytes"):
         assert log.count(needle) == 1, f"{needle!r} logged {log.count(needle)} times"
     assert all(m.header.stamp.sec not in (77, 78, 79, 80) for m in session.objects)
     assert node.alive()
