@@ -2,9 +2,10 @@
 
 Image callbacks only hand over the newest frame: a frame arriving while another waits
 replaces it (counted as dropped, never decoded), so there is never a backlog. Results are
-published from a second thread, so the tracker starts on the next frame at once. Prompts, removals and resets
-are queued and applied between frames, before the next waiting frame. Prompts name frames
-by their header stamp; the worker maps the stamps of the buffered frames to frame indices.
+published from a second thread, so the tracker starts on the next frame at once. Prompts,
+removals and resets are queued and applied between frames, before the next waiting frame.
+Prompts name frames by their header stamp; the worker maps the stamps of the buffered
+frames to frame indices.
 
 All of a node's PyTorch work should run on one thread (pass the same single-thread
 ``executor`` to build the model and to the worker): on the CPU every thread that runs
@@ -194,7 +195,10 @@ class TrackerWorker:
                 self._log_error(f"inference loop failed: {type(err).__name__}: {err}")
             self._loop_done = None
         if self._publisher is not None:  # after the inference loop: its last result is published
-            self._results.put(None)
+            try:
+                self._results.put(None, timeout=timeout)
+            except queue.Full:  # a publisher stuck in publish(): never block the shutdown on it
+                self._log_error("publishing thread did not drain its results")
             self._publisher.join(timeout)
             self._publisher = None
         while self._control:  # nobody will answer these any more

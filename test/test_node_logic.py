@@ -154,6 +154,16 @@ def _worker(published):
     return TrackerWorker(tracker, lambda job, result: published.append((job, result)), lambda msg: None)
 
 
+def _started_after_four_frames(published, frames):
+    """A running worker that has tracked ``frames[:4]`` (stamps 1000..1003, headers h0..h3)."""
+    worker = _worker(published)
+    worker.start()
+    for t in range(4):
+        worker.submit_frame(FrameJob.of_array(frames[t], 1000 + t, f"h{t}", time.monotonic()))
+        _wait_for(lambda t=t: len(published) == t + 1)
+    return worker
+
+
 def _wait_for(condition, timeout=20.0):
     end = time.monotonic() + timeout
     while not condition():
@@ -199,12 +209,8 @@ def test_a_replaced_frame_is_never_decoded(video):
 def test_worker_prompts_by_stamp_between_frames(video):
     frames, _ = video
     published = []
-    worker = _worker(published)
-    worker.start()
+    worker = _started_after_four_frames(published, frames)
     try:
-        for t in range(4):
-            worker.submit_frame(FrameJob.of_array(frames[t], 1000 + t, f"h{t}", time.monotonic()))
-            _wait_for(lambda t=t: len(published) == t + 1)
         out = worker.add_prompt(
             PromptRequest(obj_id=4, stamp_ns=0, points=np.array([[15, 20]]), labels=np.array([1]), label="cup")
         ).result(10)
@@ -241,12 +247,8 @@ def test_worker_says_what_a_prompt_did(video):
     is "refined"."""
     frames, _ = video
     published = []
-    worker = _worker(published)
-    worker.start()
+    worker = _started_after_four_frames(published, frames)
     try:
-        for t in range(4):
-            worker.submit_frame(FrameJob.of_array(frames[t], 1000 + t, f"h{t}", time.monotonic()))
-            _wait_for(lambda t=t: len(published) == t + 1)
 
         def prompt(obj_id, stamp_ns):
             req = PromptRequest(obj_id=obj_id, stamp_ns=stamp_ns, points=np.array([[15, 20]]), labels=np.array([1]))
