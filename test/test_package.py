@@ -110,3 +110,49 @@ def test_every_interface_field_is_commented():
         for i, line in enumerate(lines):
             if line.strip() and not line.startswith("#") and line.strip() != "---":
                 assert lines[i - 1].startswith("#"), f"{path.name}: field {line!r} has no comment above it"
+
+
+# What sam2_ros/ and launch/ import at run time that is not a ROS package, and its rosdep key
+# (rosdep/python.yaml). A ROS package's key is its name (`import vision_msgs` needs
+# <exec_depend>vision_msgs</exec_depend>).
+PYTHON_ROSDEP_KEYS = {"numpy": "python3-numpy", "PIL": "python3-pil", "cv2": "python3-opencv", "yaml": "python3-yaml"}
+# Installed with pip (see the README), not through rosdep: PyTorch's CPU/CUDA builds are not
+# packaged for every platform rosdep serves, and the right wheel depends on the machine.
+PIP_ONLY = {"torch"}
+FIRST_PARTY = {"sam2_ros", "sam2_model"}
+
+
+def _run_time_sources() -> list[Path]:
+    return sorted((ROOT / "sam2_ros").glob("*.py")) + sorted((ROOT / "launch").glob("*.py"))
+
+
+def _declared_run_dependencies() -> set[str]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "package.xml").getroot()
+    return {e.text.strip() for tag in ("depend", "exec_depend") for e in root.iter(tag)}
+
+
+def test_package_xml_declares_every_run_time_import():
+    declared = _declared_run_dependencies()
+    missing = {}
+    for path in _run_time_sources():
+        for name in sorted(_imports(path) - set(sys.stdlib_module_names) - FIRST_PARTY - PIP_ONLY):
+            key = PYTHON_ROSDEP_KEYS.get(name, name)
+            if key not in declared:
+                missing.setdefault(key, []).append(f"{path.relative_to(ROOT)} imports {name}")
+    assert missing == {}, "add these to package.xml (and to PYTHON_ROSDEP_KEYS if not a ROS package)"
+
+
+def test_package_xml_python_keys_are_rosdep_keys_and_torch_is_documented():
+    declared = _declared_run_dependencies()
+    assert {k for k in declared if k.startswith("python3-")} <= set(PYTHON_ROSDEP_KEYS.values())
+    assert "torch" not in declared and "python3-torch" not in declared
+    assert "PyTorch" in (ROOT / "package.xml").read_text()  # the comment that says how to install it
+
+
+def test_imports_are_found_in_every_kind_of_import_statement(tmp_path):
+    # the checks above see imports inside functions and `from x.y import z` too
+    source = tmp_path / "m.py"
+    source.write_text("import a.b\nfrom c.d import e\nfrom . import f\n\ndef g():\n    import cv2\n")
+    assert _imports(source) == {"a", "c", "cv2"}
