@@ -7,6 +7,7 @@ All logic lives in plain-Python modules (``worker``, ``image_codec``, ``overlay`
 from __future__ import annotations
 
 import dataclasses
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -430,6 +431,10 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C under `ros2 launch` brings a second SIGINT (the terminal's and launch's):
+        # it must not interrupt the shutdown below
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         node.close()  # join the inference thread before the process exits
         executor.shutdown()
         node.destroy_node()

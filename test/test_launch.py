@@ -322,12 +322,10 @@ def test_default_arguments_track_and_ctrl_c_ends_everything(launch_run, client):
     assert sum("tracker_node" in c for c in run.command_lines()) == 1
     run.interrupt(whole_group=True)  # Ctrl-C
     _finished(run, run.wait(30))
-    if "process has finished cleanly" not in run.log():
-        # Ctrl-C gives the node two SIGINTs, the terminal's and launch's: the second one
-        # interrupts its shutdown, and it exits -2 or hangs until launch kills it (SIGKILL)
-        assert "KeyboardInterrupt" in run.log(), run.log()
-        assert "exit code -2" in run.log() or "escalating to 'SIGKILL'" in run.log(), run.log()
-        pytest.xfail("tracker_node: a second SIGINT during its shutdown raises KeyboardInterrupt (see the log)")
+    # Ctrl-C gives the node two SIGINTs, the terminal's and launch's: the second one must
+    # not interrupt its shutdown (it used to exit -2 with a traceback, or hang until SIGKILL)
+    assert "process has finished cleanly" in run.log(), run.log()
+    assert "KeyboardInterrupt" not in run.log(), run.log()
 
 
 @needs_launch

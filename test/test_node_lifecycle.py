@@ -157,7 +157,6 @@ def test_launch_file_declares_the_documented_arguments():
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
     }
     assert declared == {"image", "params_file", "checkpoint", "model_config", "device", "namespace", "rviz"}
-    assert (ROOT / "config" / "tracker.rviz").read_text().count("/sam2_tracker/overlay") == 1
 
 
 def test_launch_description_builds():
@@ -169,4 +168,4 @@ def test_launch_description_builds():
     spec = importlib.util.spec_from_file_location("tracker_launch", ROOT / "launch" / "tracker.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert len(module.generate_launch_description().entities) == 9
+    assert len(module.generate_launch_description().entities) == 8  # 7 arguments, 1 function
