@@ -79,6 +79,7 @@ class TrackerNode(LifecycleNode):
         self._logged_problems: set[str] = set()
         self._frames_skipped = 0
         self._built = OutputStats()
+        self._detections = None  # the vision_msgs output module, where vision_msgs is installed
         # the one thread that builds, warms up and runs the model (see sam2_ros.worker)
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2_inference")
 
@@ -107,12 +108,19 @@ class TrackerNode(LifecycleNode):
         self._warmup_seconds = warmup
         self._worker = TrackerWorker(tracker, self._publish_frame, self._warn_once, self._inference)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._detections = _vision_msgs()
+        if self._detections is None:
+            self.get_logger().info("~/detections is off: the vision_msgs package is not installed")
         self._pubs = {
             "objects": self.create_publisher(TrackedObjectArray, "~/objects", reliable),
             "mask": self.create_publisher(Image, "~/mask", qos_profile_sensor_data),
             "overlay": self.create_publisher(Image, "~/overlay", qos_profile_sensor_data),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", reliable),
         }
+        if self._detections is not None:
+            self._pubs["detections"] = self.create_publisher(
+                self._detections.Detection2DArray, "~/detections", reliable
+            )
         # a request queue for a planner prompting every object at once, and as many more
         # calls again (the default of 10 silently drops the rest of a burst)
         queue = QoSProfile(depth=service_queue_depth(params.max_objects), reliability=ReliabilityPolicy.RELIABLE)
@@ -312,6 +320,9 @@ class TrackerNode(LifecycleNode):
         objects = [tracked_object(r, labels.get(i, ""), header) for i, r in result.objects.items()]
         latency_ms = (time.monotonic() - job.received) * 1e3
         self._pubs["objects"].publish(tracked_object_array(header, result.frame_index, latency_ms, objects))
+        detections = self._pubs.get("detections")
+        if detections is not None and detections.get_subscription_count() > 0:
+            detections.publish(self._detections.detections_2d(header, objects))
         mask = self._pubs["mask"]
         if mask.get_subscription_count() > 0:  # no work for outputs nobody reads
             label = result.label_image  # computed with the masks (on the GPU when there is one)
@@ -352,6 +363,15 @@ class TrackerNode(LifecycleNode):
         header = Header(stamp=self.get_clock().now().to_msg())
         msg = diagnostics(header, f"{self.get_name()}: tracking", self._device, level, "tracking", values)
         self._pubs["diagnostics"].publish(msg)
+
+
+def _vision_msgs():
+    """The ``detections`` module, or ``None`` where ``vision_msgs`` is not installed."""
+    try:
+        from . import detections
+    except ImportError:
+        return None
+    return detections
 
 
 def _descriptor(spec) -> ParameterDescriptor:

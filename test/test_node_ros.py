@@ -25,6 +25,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from sam2_ros.conversions import object_mask, stamp_to_ns  # noqa: E402
 from sam2_ros.msg import TrackedObjectArray  # noqa: E402
@@ -188,6 +189,38 @@ def test_objects_appear_with_consistent_fields(client, session):
                 if other.id > o.id:
                     higher |= masks[other.id]
             assert np.array_equal(labels == o.id, mask & ~higher)
+
+
+def test_detections_are_the_visible_objects_in_vision_msgs(client, session):
+    """~/detections: one Detection2D per visible object, its box that of ~/objects in
+    vision_msgs' continuous pixel convention, class = label (or id), score = visibility."""
+    detections = client.subscribe(f"{NS}/detections", Detection2DArray)
+    client.wait_publishers(f"{NS}/detections")
+    session.feed(1)
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(1, 30, 40, text="disc")).success
+    assert client.call(AddPrompt, f"{NS}/add_prompt", click_request(2, 100, 40)).success
+    results = session.feed(6)
+    checked = 0
+    for msg in results:
+        stamp = stamp_to_ns(msg.header.stamp)
+        client.wait_for(lambda s=stamp: _latest_with_stamp(detections, s) is not None, what="detections")
+        det = _latest_with_stamp(detections, stamp)
+        assert det.header == msg.header
+        visible = [o for o in msg.objects if not o.occluded and o.area > 0]
+        assert [d.id for d in det.detections] == [str(o.id) for o in visible]
+        for d, o in zip(det.detections, visible):
+            b = o.bbox
+            assert (d.bbox.center.position.x, d.bbox.center.position.y) == (
+                b.x_offset + b.width / 2,
+                b.y_offset + b.height / 2,
+            )
+            assert (d.bbox.size_x, d.bbox.size_y) == (b.width, b.height)
+            assert d.results[0].hypothesis.class_id == (o.label or str(o.id))
+            assert d.results[0].hypothesis.score == pytest.approx(o.object_score)
+            checked += 1
+    assert checked >= 6  # the objects were visible on most frames
+    assert {d.results[0].hypothesis.class_id for m in detections for d in m.detections} >= {"disc", "2"}
+    client.unsubscribe(f"{NS}/detections")
 
 
 def test_remove_and_reset(client, session):

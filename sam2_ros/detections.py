@@ -1,0 +1,33 @@
+"""``vision_msgs`` output: the tracked objects as ``Detection2DArray`` for consumers that
+speak vision_msgs (planners, Foxglove, other trackers). Imports ``vision_msgs``: the node
+loads this module only where that package is installed."""
+
+from __future__ import annotations
+
+from std_msgs.msg import Header
+from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from .msg import TrackedObject
+
+__all__ = ["detection_2d", "detections_2d"]
+
+
+def detection_2d(obj: TrackedObject, header: Header) -> Detection2D:
+    """One visible object -> ``Detection2D``: its tight box in vision_msgs' continuous pixel
+    convention (the centre of a ``width``-pixel box at ``x_offset`` is ``x_offset + width/2``),
+    class = its label (its id when unlabelled), score = its visibility probability."""
+    b = obj.bbox
+    box = BoundingBox2D(size_x=float(b.width), size_y=float(b.height))
+    box.center.position.x = b.x_offset + b.width / 2.0
+    box.center.position.y = b.y_offset + b.height / 2.0
+    result = ObjectHypothesisWithPose()
+    result.hypothesis.class_id = obj.label or str(obj.id)
+    result.hypothesis.score = float(obj.object_score)
+    return Detection2D(header=header, results=[result], bbox=box, id=str(obj.id))
+
+
+def detections_2d(header: Header, objects: list[TrackedObject]) -> Detection2DArray:
+    """The objects visible on a frame (not occluded, mask not empty) -> ``Detection2DArray``
+    with the frame's header."""
+    visible = [o for o in objects if not o.occluded and o.area > 0]
+    return Detection2DArray(header=header, detections=[detection_2d(o, header) for o in visible])
