@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import moving_shapes_video
+from conftest import moving_shapes_video, requires_ros2
 from ros_helpers import NodeProcess, RosClient
 
 from sam2_model import build_sam2, save_checkpoint
@@ -25,7 +25,6 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from sam2_ros.conversions import object_mask, stamp_to_ns  # noqa: E402
 from sam2_ros.msg import TrackedObjectArray  # noqa: E402
@@ -191,9 +190,12 @@ def test_objects_appear_with_consistent_fields(client, session):
             assert np.array_equal(labels == o.id, mask & ~higher)
 
 
+@requires_ros2("vision_msgs")
 def test_detections_are_the_visible_objects_in_vision_msgs(client, session):
     """~/detections: one Detection2D per visible object, its box that of ~/objects in
     vision_msgs' continuous pixel convention, class = label (or id), score = visibility."""
+    from vision_msgs.msg import Detection2DArray
+
     detections = client.subscribe(f"{NS}/detections", Detection2DArray)
     client.wait_publishers(f"{NS}/detections")
     session.feed(1)
