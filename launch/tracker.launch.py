@@ -2,7 +2,8 @@
 
     ros2 launch sam2_ros tracker.launch.py image:=/camera/color/image_raw \
         checkpoint:=/path/to/sam2.1_hiera_tiny.pt [model_config:=sam2.1_hiera_tiny] \
-        [device:=auto] [params_file:=my.yaml] [namespace:=robot1] [rviz:=true]
+        [device:=auto] [params_file:=my.yaml] [namespace:=robot1] [rviz:=true] \
+        [image_transport:=compressed] [detections_topic:=/yolo/detections]
 
 Arguments left empty keep the value from params_file (default: config/tracker.yaml).
 
@@ -35,7 +36,7 @@ from launch import LaunchDescription
 PACKAGE = "sam2_ros"
 NODE_NAME = "sam2_tracker"
 # launch argument -> node parameter it overrides when not empty
-OVERRIDES = ("checkpoint", "model_config", "device")
+OVERRIDES = ("checkpoint", "model_config", "device", "image_transport", "detections_topic")
 
 
 class LaunchError(RuntimeError):
@@ -150,7 +151,11 @@ def _nodes(context) -> list[Node]:
             name=NODE_NAME,
             namespace=namespace,
             parameters=[params_file, overrides],
-            remappings=[("image", LaunchConfiguration("image"))],
+            # image_transport's naming: the compressed stream of <image> is <image>/compressed
+            remappings=[
+                ("image", LaunchConfiguration("image")),
+                ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
+            ],
             output="screen",
             emulate_tty=True,
         )
@@ -187,6 +192,14 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("checkpoint", default_value="", description="SAM 2 checkpoint (.pt)"),
             DeclareLaunchArgument("model_config", default_value="", description="e.g. sam2.1_hiera_tiny"),
             DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N"),
+            DeclareLaunchArgument(
+                "image_transport", default_value="", description="raw, or compressed (subscribes <image>/compressed)"
+            ),
+            DeclareLaunchArgument(
+                "detections_topic",
+                default_value="",
+                description="vision_msgs/Detection2DArray of a detector whose boxes start objects",
+            ),
             DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and of RViz)"),
             DeclareLaunchArgument(
                 "rviz", default_value="false", description="open RViz with the overlay (fails if RViz is missing)"

@@ -1,15 +1,18 @@
-"""``vision_msgs`` output: the tracked objects as ``Detection2DArray`` for consumers that
-speak vision_msgs (planners, Foxglove, other trackers). Imports ``vision_msgs``: the node
-loads this module only where that package is installed."""
+"""``vision_msgs`` in and out: the tracked objects as ``Detection2DArray`` for consumers that
+speak vision_msgs (planners, Foxglove, other trackers), and a detector's ``Detection2DArray``
+as a :class:`DetectionBatch`. Imports ``vision_msgs``: the node loads this module only where
+that package is installed."""
 
 from __future__ import annotations
 
 from std_msgs.msg import Header
 from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from .conversions import stamp_to_ns
+from .detector_input import Detection, DetectionBatch
 from .msg import TrackedObject
 
-__all__ = ["detection_2d", "detections_2d"]
+__all__ = ["Detection2DArray", "detection_2d", "detection_batch", "detections_2d"]
 
 
 def detection_2d(obj: TrackedObject, header: Header) -> Detection2D:
@@ -31,3 +34,24 @@ def detections_2d(header: Header, objects: list[TrackedObject]) -> Detection2DAr
     with the frame's header."""
     visible = [o for o in objects if not o.occluded and o.area > 0]
     return Detection2DArray(header=header, detections=[detection_2d(o, header) for o in visible])
+
+
+def detection_batch(msg: Detection2DArray) -> DetectionBatch:
+    """A detector's message -> plain detections, stamped with the message's header stamp
+    (the frame the detector saw). Each keeps its best-scoring hypothesis; the values are
+    checked where they are used (:func:`~sam2_ros.detector_input.plan_detections`)."""
+    detections = []
+    for d in msg.detections:
+        best = max(d.results, key=lambda r: r.hypothesis.score, default=None)
+        b = d.bbox
+        detections.append(
+            Detection(
+                center_x=float(b.center.position.x),
+                center_y=float(b.center.position.y),
+                size_x=float(b.size_x),
+                size_y=float(b.size_y),
+                class_id=best.hypothesis.class_id if best is not None else "",
+                score=float(best.hypothesis.score) if best is not None else None,
+            )
+        )
+    return DetectionBatch(stamp_to_ns(msg.header.stamp), tuple(detections))

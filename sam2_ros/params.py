@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .detector_input import DetectorSettings
+
 __all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec", "service_queue_depth"]
 
 
@@ -13,7 +15,7 @@ class ParamSpec:
     """One parameter: name, default, description and constraints."""
 
     name: str
-    default: bool | int | float | str
+    default: bool | int | float | str | tuple[str, ...]  # a tuple: a string array
     description: str
     read_only: bool = True  # fixed once the node is configured
     int_range: tuple[int, int, int] | None = None  # (from, to, step)
@@ -76,6 +78,39 @@ PARAMS: tuple[ParamSpec, ...] = (
         "Reliability of the image subscription: best_effort (sensor data) or reliable",
         choices=("best_effort", "reliable"),
     ),
+    ParamSpec(
+        "detections_topic",
+        "",
+        "vision_msgs/Detection2DArray topic of a detector whose boxes start objects (empty: off)",
+    ),
+    ParamSpec(
+        "detection_min_score",
+        0.5,
+        "Detections scoring less are ignored",
+        read_only=False,
+        float_range=(0.0, 1.0, 0.0),
+    ),
+    ParamSpec(
+        "detection_classes",
+        (),
+        "Classes (class_id) whose detections may start objects (empty: all)",
+        read_only=False,
+    ),
+    ParamSpec(
+        "detection_new_iou",
+        0.3,
+        "IoU with a tracked object's box from which a detection is that object: it starts nothing "
+        "(and re-acquires the object when lost)",
+        read_only=False,
+        float_range=(0.0, 1.0, 0.0),
+    ),
+    ParamSpec(
+        "detection_reacquire_frames",
+        15,
+        "Frames in a row an object must be hidden before a detection of its class re-prompts it",
+        read_only=False,
+        int_range=(1, 1000, 1),
+    ),
     ParamSpec("publish_overlay", True, "Render ~/overlay when someone subscribes to it", read_only=False),
     ParamSpec(
         "prompt_timeout",
@@ -109,6 +144,11 @@ class NodeParams:
     non_overlap_masks: bool
     image_transport: str
     qos_reliability: str
+    detections_topic: str
+    detection_min_score: float
+    detection_classes: tuple[str, ...]
+    detection_new_iou: float
+    detection_reacquire_frames: int
     publish_overlay: bool
     prompt_timeout: float
 
@@ -116,7 +156,18 @@ class NodeParams:
     def from_values(cls, values: dict[str, object]) -> NodeParams:
         """Values by name; missing ones take their :data:`PARAMS` default."""
         defaults = {p.name: p.default for p in PARAMS}
-        return cls(**{f.name: values.get(f.name, defaults[f.name]) for f in fields(cls)})
+        values = {f.name: values.get(f.name, defaults[f.name]) for f in fields(cls)}
+        arrays = {name: tuple(values[name]) for name, default in defaults.items() if isinstance(default, tuple)}
+        return cls(**{**values, **arrays})
+
+    def detector_settings(self) -> DetectorSettings:
+        """The ``detection_*`` values for the worker."""
+        return DetectorSettings(
+            min_score=self.detection_min_score,
+            classes=frozenset(self.detection_classes),
+            match_iou=self.detection_new_iou,
+            reacquire_frames=self.detection_reacquire_frames,
+        )
 
     def validate(self) -> None:
         """Check string choices; ``ValueError`` names the parameter."""

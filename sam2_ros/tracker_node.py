@@ -20,6 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -37,6 +38,7 @@ from .conversions import (
     tracked_object,
     tracked_object_array,
 )
+from .detector_input import DetectionReport
 from .image_codec import box_from_roi, check_compressed, check_image, decode_compressed, label_image
 from .msg import TrackedObjectArray
 from .overlay import render_overlay
@@ -60,7 +62,9 @@ class TrackerNode(LifecycleNode):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(NODE_NAME, **kwargs)
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            # a string array is declared by type: rclpy takes an empty list for a byte array
+            default = Parameter.Type.STRING_ARRAY if isinstance(spec.default, tuple) else spec.default
+            self.declare_parameter(spec.name, default, _descriptor(spec))
         self.declare_parameter(
             "autostart",
             True,
@@ -71,6 +75,7 @@ class TrackerNode(LifecycleNode):
         self._worker: TrackerWorker | None = None
         self._device = ""
         self._subs: list = []
+        self._detector_sub = None  # the detector's boxes (one of _subs), when detections_topic is set
         self._pubs: dict[str, object] = {}
         self._prompt_services: list = []
         self._timer = None
@@ -86,10 +91,16 @@ class TrackerNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            params = NodeParams.from_values({s.name: self.get_parameter(s.name).value for s in PARAMS})
+            params = NodeParams.from_values({s.name: self._value(s) for s in PARAMS})
             params.validate()
             if not params.checkpoint and not params.allow_random_weights:
                 raise ValueError(NO_CHECKPOINT_HELP)
+            self._detections = _vision_msgs()
+            if params.detections_topic and self._detections is None:
+                raise ValueError(
+                    f"detections_topic: {params.detections_topic!r} needs the vision_msgs package, which is not "
+                    "installed (apt install ros-$ROS_DISTRO-vision-msgs), or leave detections_topic empty"
+                )
             device = resolve_device(params.device)
             precision = (
                 params.precision if params.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
@@ -106,9 +117,11 @@ class TrackerNode(LifecycleNode):
         extras = "".join(f", {name}" for name, on in (("compiled", params.compile), ("CUDA graphs", graphs)) if on)
         self._device = f"{device} ({precision}{extras})"
         self._warmup_seconds = warmup
-        self._worker = TrackerWorker(tracker, self._publish_frame, self._warn_once, self._inference)
+        self._worker = TrackerWorker(
+            tracker, self._publish_frame, self._warn_once, self._inference, self._log_detections
+        )
+        self._worker.detector_settings = params.detector_settings()
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._detections = _vision_msgs()
         if self._detections is None:
             self.get_logger().info("~/detections is off: the vision_msgs package is not installed")
         self._pubs = {
@@ -159,15 +172,35 @@ class TrackerNode(LifecycleNode):
             self.create_subscription(kind, topic, callback, qos, callback_group=self._frame_group),
             self.create_subscription(PointStamped, "~/click", self._on_click, 10, callback_group=self._service_group),
         ]
+        if params.detections_topic:
+            self._subscribe_detector(params.detections_topic)
         self._worker.start()
         self._timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"active: tracking on '{self._subs[0].topic_name}'")  # remapped
         return super().on_activate(state)
 
+    def _subscribe_detector(self, topic: str) -> None:
+        """Subscribe to the detector's boxes; a topic this process already uses with another
+        type (the camera's, say) cannot be subscribed: logged, and tracking goes on without."""
+        try:
+            sub = self.create_subscription(
+                self._detections.Detection2DArray,
+                topic,
+                self._on_detections,
+                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+                callback_group=self._service_group,
+            )
+        except RuntimeError as err:  # rclpy's RCLError
+            self.get_logger().error(f"detections_topic '{topic}': cannot subscribe, no detector boxes: {err}")
+            return
+        self._detector_sub = sub
+        self._subs.append(sub)
+        self.get_logger().info(f"detector boxes from '{sub.topic_name}'")
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for sub in self._subs:
             self.destroy_subscription(sub)
-        self._subs = []
+        self._subs, self._detector_sub = [], None
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
@@ -186,7 +219,7 @@ class TrackerNode(LifecycleNode):
         """Stop the inference thread (it finishes its frame) and release the model."""
         for sub in self._subs:
             self.destroy_subscription(sub)
-        self._subs = []
+        self._subs, self._detector_sub = [], None
         self._release()
         self._inference.shutdown(wait=False)
 
@@ -208,7 +241,7 @@ class TrackerNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"{p.name}: must be one of {spec.choices}")
         worker = self._worker
         if worker is not None and self._params is not None:
-            updates = {p.name: p.value for p in changes if p.name in RUNTIME_PARAMS}
+            updates = {p.name: _plain(p) for p in changes if p.name in RUNTIME_PARAMS}
             options = {k: v for k, v in updates.items() if k in RUNTIME_OPTIONS}
             try:
                 if options:
@@ -216,7 +249,14 @@ class TrackerNode(LifecycleNode):
             except ValueError as err:
                 return SetParametersResult(successful=False, reason=str(err))
             self._params = dataclasses.replace(self._params, **updates)
+            worker.detector_settings = self._params.detector_settings()
         return SetParametersResult(successful=True)
+
+    def _value(self, spec) -> object:
+        """A parameter's value; an unset string array is empty."""
+        if isinstance(spec.default, tuple):
+            return self.get_parameter_or(spec.name, Parameter(spec.name, Parameter.Type.STRING_ARRAY, [])).value
+        return self.get_parameter(spec.name).value
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Image) -> None:
@@ -246,11 +286,26 @@ class TrackerNode(LifecycleNode):
         self._frames_skipped += 1
         self._warn_once(f"frame skipped: {problem}")
 
-    def _warn_once(self, message: str) -> None:
-        """Log ``message`` the first time only (bad frames come at the camera's rate)."""
-        if message not in self._logged_problems:
-            self._logged_problems.add(message)
+    def _warn_once(self, message: str, key: str | None = None) -> None:
+        """Log ``message`` the first time its ``key`` (default: the message) comes (bad frames
+        and detections come at the camera's rate)."""
+        key = message if key is None else key
+        if key not in self._logged_problems:
+            self._logged_problems.add(key)
             self.get_logger().warning(f"{message}; logged once")
+
+    def _on_detections(self, msg) -> None:
+        """A detector's ``Detection2DArray``: applied by the inference thread on its frame."""
+        worker = self._worker
+        if worker is not None:
+            worker.add_detections(self._detections.detection_batch(msg))
+
+    def _log_detections(self, report: DetectionReport) -> None:
+        """What a batch of detector boxes did (called in the inference thread)."""
+        for line in report.done:
+            self.get_logger().info(f"detector: {line}")
+        for problem in report.problems:
+            self._warn_once(f"detections ignored: {problem.message}", key=problem.key)
 
     def _on_click(self, msg: PointStamped) -> None:
         worker = self._worker
@@ -335,6 +390,22 @@ class TrackerNode(LifecycleNode):
             overlay.publish(array_to_image(render_overlay(job.image, result.objects, labels), "rgb8", header))
             self._built.overlays += 1
 
+    def _detector_diagnostics(self) -> dict[str, object]:
+        """The detector input's counters; warns once when its topic carries another type (a
+        publisher of another type is never matched: its messages silently never arrive)."""
+        sub, expected = self._detector_sub, "vision_msgs/msg/Detection2DArray"
+        if sub is not None and "detections_topic type" not in self._logged_problems:
+            for info in self.get_publishers_info_by_topic(sub.topic_name):
+                if info.topic_type != expected:
+                    publisher = f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+                    self._warn_once(
+                        f"detections_topic '{sub.topic_name}' is published as {info.topic_type} by '{publisher}', "
+                        f"not {expected}: its messages are not received",
+                        key="detections_topic type",
+                    )
+        stats = self._worker.detector_stats
+        return {f"detections_{f.name}": getattr(stats, f.name) for f in dataclasses.fields(stats)}
+
     def _publish_diagnostics(self) -> None:
         worker = self._worker
         if worker is None or "diagnostics" not in self._pubs:
@@ -359,10 +430,17 @@ class TrackerNode(LifecycleNode):
             "model": self._params.model_config,
             "warmup_s": f"{self._warmup_seconds:.1f}",
         }
+        if self._params.detections_topic:
+            values.update(self._detector_diagnostics())
         level = DiagnosticStatus.OK if s.frames_failed == 0 else DiagnosticStatus.WARN
         header = Header(stamp=self.get_clock().now().to_msg())
         msg = diagnostics(header, f"{self.get_name()}: tracking", self._device, level, "tracking", values)
         self._pubs["diagnostics"].publish(msg)
+
+
+def _plain(param: Parameter) -> object:
+    """A parameter's value as :class:`NodeParams` holds it (string arrays as tuples)."""
+    return tuple(param.value) if param.type_ == Parameter.Type.STRING_ARRAY else param.value
 
 
 def _vision_msgs():

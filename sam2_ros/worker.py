@@ -5,7 +5,9 @@ replaces it (counted as dropped, never decoded), so there is never a backlog. Re
 published from a second thread, so the tracker starts on the next frame at once. Prompts,
 removals and resets are queued and applied between frames, before the next waiting frame.
 Prompts name frames by their header stamp; the worker maps the stamps of the buffered
-frames to frame indices.
+frames to frame indices. A detector's boxes are applied the same way, on the frame they
+were detected on (see ``detector_input``); boxes for a frame still waiting are held until
+the tracker has taken it.
 
 All of a node's PyTorch work should run on one thread (pass the same single-thread
 ``executor`` to build the model and to the worker): on the CPU every thread that runs
@@ -22,108 +24,40 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-import numpy as np
+from sam2_model import FrameResult, SAM2Tracker
 
-from sam2_model import FrameResult, ObjectResult, SAM2Tracker
+from .detector_input import (
+    DetectionBatch,
+    DetectionReport,
+    DetectorSettings,
+    DetectorStats,
+    PendingBatches,
+    Sightings,
+    Start,
+    plan_detections,
+)
+from .jobs import (
+    MAX_OBJECT_ID,
+    BufferedStamp,
+    FrameJob,
+    OutputStats,
+    PromptOutcome,
+    PromptRequest,
+    WorkerStats,
+    prompt_message,
+    ros_field_names,
+)
 
-__all__ = ["FrameJob", "OutputStats", "PromptOutcome", "PromptRequest", "TrackerWorker", "WorkerStats"]
-
-MAX_OBJECT_ID = 255
-
-
-@dataclass
-class FrameJob:
-    """A received frame waiting for the tracker; its pixels are decoded only if the tracker
-    takes it (a frame replaced while it waits costs nothing)."""
-
-    decode: Callable[[], np.ndarray]  # -> [H, W, 3] RGB uint8; called once, on the inference thread
-    stamp_ns: int  # header stamp in nanoseconds
-    header: object  # the message header, handed back with the result
-    received: float  # time.monotonic() when the callback got it
-    image: np.ndarray | None = None  # [H, W, 3] RGB uint8, set when the worker decoded it
-
-    @classmethod
-    def of_array(cls, image: np.ndarray, stamp_ns: int, header: object, received: float) -> FrameJob:
-        """A job for a frame that is already an RGB array."""
-        return cls(lambda: image, stamp_ns, header, received)
-
-
-@dataclass
-class PromptRequest:
-    """A prompt for the tracker (already decoded from the service request)."""
-
-    obj_id: int | None  # None: the smallest free id (clicks on ~/click)
-    stamp_ns: int  # 0: the latest processed frame
-    label: str = ""
-    points: np.ndarray | None = None  # [N, 2] pixels
-    labels: np.ndarray | None = None  # [N]
-    box: list[float] | None = None  # inclusive pixel box
-    mask: np.ndarray | None = None  # [H, W] bool
-    clear_previous: bool = False
-
-
-@dataclass
-class PromptOutcome:
-    """The answer to a prompt, removal or reset."""
-
-    success: bool
-    message: str
-    result: ObjectResult | None = None  # the object on the prompted frame
-    label: str = ""
-    header: object = None  # the prompted frame's header
-
-
-@dataclass
-class WorkerStats:
-    """Counters for diagnostics."""
-
-    frames_received: int = 0
-    frames_processed: int = 0
-    frames_dropped: int = 0  # replaced while waiting, never tracked
-    frames_decoded: int = 0  # pixels decoded: only frames taken by the tracker
-    frames_failed: int = 0
-    last_latency_ms: float = 0.0  # received -> results published
-    processed_times: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic, when published
-    tracking_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # decoding + tracking, per frame
-    publishing_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # building + publishing, per frame
-
-    @property
-    def rate_hz(self) -> float:
-        """Frames published per second over the last 60: the output rate (at most the input's;
-        pauses in the input count)."""
-        t = self.processed_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
-
-    @property
-    def tracking_ms(self) -> float:
-        """Mean time the inference thread spends on one frame (decoding and tracking), last 60."""
-        return _mean_ms(self.tracking_seconds)
-
-    @property
-    def publishing_ms(self) -> float:
-        """Mean time the publishing thread spends on one frame's messages, last 60."""
-        return _mean_ms(self.publishing_seconds)
-
-    @property
-    def processing_ms(self) -> float:
-        """The slower of the two stages, which run side by side: ``1000 / processing_ms`` is
-        the rate the node could sustain."""
-        return max(self.tracking_ms, self.publishing_ms)
-
-
-def _mean_ms(seconds: deque) -> float:
-    return 1e3 * sum(seconds) / len(seconds) if seconds else 0.0
-
-
-@dataclass
-class OutputStats:
-    """Images built for the optional outputs: only for frames published while someone
-    subscribes to them."""
-
-    label_images: int = 0  # ~/mask
-    overlays: int = 0  # ~/overlay
+__all__ = [
+    "MAX_OBJECT_ID",
+    "FrameJob",
+    "OutputStats",
+    "PromptOutcome",
+    "PromptRequest",
+    "TrackerWorker",
+    "WorkerStats",
+]
 
 
 class TrackerWorker:
@@ -137,6 +71,8 @@ class TrackerWorker:
         tracker: the tracker (owned by the worker from now on).
         publish: called in the publishing thread with each frame's job and result.
         log_error: called with a message when a frame cannot be processed.
+        report_detections: called in the inference thread with what each batch of a
+            detector's boxes did (see :meth:`add_detections`).
         executor: a single-thread executor whose thread runs the worker (the one that
             built the model, see the module's note); ``None``: a thread of its own.
     """
@@ -147,6 +83,7 @@ class TrackerWorker:
         publish: Callable[[FrameJob, FrameResult], None],
         log_error: Callable[[str], None],
         executor: ThreadPoolExecutor | None = None,
+        report_detections: Callable[[DetectionReport], None] | None = None,
     ) -> None:
         self.tracker = tracker
         self._publish = publish
@@ -154,8 +91,13 @@ class TrackerWorker:
         self._cond = threading.Condition()
         self._waiting: FrameJob | None = None
         self._control: deque[tuple[Callable[[], PromptOutcome], Future]] = deque()
-        self._stamps: OrderedDict[int, tuple[int, object]] = OrderedDict()  # stamp -> (frame, header)
+        self._stamps: OrderedDict[int, BufferedStamp] = OrderedDict()  # by stamp, oldest first
         self._labels: dict[int, str] = {}
+        self._report_detections = report_detections or (lambda report: None)
+        self._sightings = Sightings()  # how long each object has been hidden (for re-acquiring)
+        self._pending = PendingBatches()  # detector boxes for frames not processed yet
+        self.detector_settings = DetectorSettings()  # replaced as a whole when parameters change
+        self.detector_stats = DetectorStats()
         self._executor = executor
         self._thread: threading.Thread | None = None
         self._loop_done: Future | None = None  # the loop, when it runs on the executor
@@ -229,6 +171,13 @@ class TrackerWorker:
     def reset(self) -> Future:
         return self._queue(self._apply_reset)
 
+    def add_detections(self, batch: DetectionBatch) -> None:
+        """Queue a detector's boxes for the frame of ``batch.stamp_ns``; what they did goes
+        to ``report_detections``."""
+        self.detector_stats.received += len(batch.detections)
+        if batch.detections:
+            self._queue(lambda: self._apply_detections(batch))
+
     def label(self, obj_id: int) -> str:
         return self._labels.get(obj_id, "")
 
@@ -273,10 +222,12 @@ class TrackerWorker:
             self.stats.frames_failed += 1
             self._log_error(f"frame skipped: {type(err).__name__}: {err}")
             return
-        self._stamps[job.stamp_ns] = (result.frame_index, job.header)
+        self._stamps[job.stamp_ns] = BufferedStamp(result.frame_index, job.header, job.image.shape[:2])
         oldest = self.tracker.oldest_frame_index
-        while self._stamps and next(iter(self._stamps.values()))[0] < oldest:
+        while self._stamps and next(iter(self._stamps.values())).frame_index < oldest:
             self._stamps.popitem(last=False)
+        self._sightings.observe(result)
+        self._release_detections(job.stamp_ns)
         self.stats.frames_processed += 1
         self.stats.tracking_seconds.append(time.monotonic() - start)
         self._results.put((job, result))  # waits only when publishing is two frames behind
@@ -296,7 +247,7 @@ class TrackerWorker:
             self.stats.publishing_seconds.append(now - start)
 
     # ------------------------------------------------------------ control jobs
-    def _frame_for_stamp(self, stamp_ns: int) -> tuple[int, object]:
+    def _frame_for_stamp(self, stamp_ns: int) -> BufferedStamp:
         if not self._stamps:
             raise ValueError("stamp: no frame has been processed yet")
         if stamp_ns == 0:
@@ -320,7 +271,8 @@ class TrackerWorker:
 
     def _apply_prompt(self, req: PromptRequest) -> PromptOutcome:
         try:
-            frame_index, header = self._frame_for_stamp(req.stamp_ns)
+            frame = self._frame_for_stamp(req.stamp_ns)
+            frame_index, header = frame.frame_index, frame.header
             obj_id = self._free_id() if req.obj_id is None else req.obj_id
             existed = obj_id in self.tracker.object_ids
             result = self.tracker.add_prompt(
@@ -333,12 +285,13 @@ class TrackerWorker:
                 clear_previous=req.clear_previous,
             )
         except ValueError as err:
-            return PromptOutcome(False, _ros_field_names(str(err)))
+            return PromptOutcome(False, ros_field_names(str(err)))
         if req.label or obj_id not in self._labels:
             self._labels[obj_id] = req.label
+        self._sightings.prompted(obj_id, result)
         return PromptOutcome(
             True,
-            _prompt_message(obj_id, existed, frame_index, self.tracker.frame_index, result.area),
+            prompt_message(obj_id, existed, frame_index, self.tracker.frame_index, result.area),
             result,
             self._labels[obj_id],
             header,
@@ -348,28 +301,76 @@ class TrackerWorker:
         try:
             self.tracker.remove_object(obj_id)
         except ValueError as err:
-            return PromptOutcome(False, _ros_field_names(str(err)))
+            return PromptOutcome(False, ros_field_names(str(err)))
         self._labels.pop(obj_id, None)
+        self._sightings.forget(obj_id)
         return PromptOutcome(True, f"object {obj_id} removed")
 
     def _apply_reset(self) -> PromptOutcome:
         self.tracker.reset()
         self._stamps.clear()
         self._labels.clear()
+        self._sightings.clear()
+        self._expire(self._pending.clear())
         return PromptOutcome(True, "tracker reset: no objects, frame count restarted")
 
+    # ------------------------------------------------------------ detector boxes
+    def _apply_detections(self, batch: DetectionBatch) -> PromptOutcome:
+        """Plan and apply one batch on its frame (a control job on the inference thread)."""
+        frame = self._stamps.get(batch.stamp_ns)
+        if frame is None:
+            latest = next(reversed(self._stamps), None)
+            newer = latest is None or batch.stamp_ns > latest
+            self._expire(self._pending.hold(batch) if newer else [batch])  # newer: its frame may be coming
+            return PromptOutcome(True, "held" if newer else "not buffered")
+        stats, report = self.detector_stats, DetectionReport(batch.stamp_ns)
+        plan = plan_detections(
+            batch.detections,
+            self.tracker.frame_result(frame.frame_index),
+            frame.image_hw,
+            dict(self._labels),
+            self._sightings,
+            self.detector_settings,
+        )
+        for skipped in plan.ignored:
+            setattr(stats, skipped.counter, getattr(stats, skipped.counter) + 1)
+            if skipped.worth_logging:
+                report.problem(skipped.reason)
+        for step in [*plan.reacquires, *plan.starts]:
+            new, label = isinstance(step, Start), step.detection.class_id
+            request = PromptRequest(None if new else step.obj_id, batch.stamp_ns, label, box=list(step.box))
+            outcome = self._apply_prompt(request)
+            if not outcome.success:
+                stats.refused += 1
+                report.problem(f"detection of {label!r} not applied: {outcome.message}")
+            elif new:
+                stats.started += 1
+                report.done.append(f"{label!r} detected: {outcome.message}")
+            else:
+                stats.reacquired += 1
+                report.done.append(f"{label!r} detected again, re-acquired: {outcome.message}")
+        self._report_detections(report)
+        return PromptOutcome(True, f"{len(report.done)} objects started or re-acquired")
 
-def _prompt_message(obj_id: int, existed: bool, frame: int, latest: int, area: int) -> str:
-    """What a prompt did, e.g. ``object 3 started on frame 4, tracked forward to frame 9 (area
-    120 px on frame 4)``."""
-    verb = "refined" if existed else "started"
-    forward = "" if frame == latest else f", {'re-' if existed else ''}tracked forward to frame {latest}"
-    return f"object {obj_id} {verb} on frame {frame}{forward} (area {area} px on frame {frame})"
+    def _release_detections(self, stamp_ns: int) -> None:
+        """The frame ``stamp_ns`` was processed: apply the boxes held for it (before the next
+        frame), expire those held for frames older than it."""
+        ready, expired = self._pending.release(stamp_ns)
+        self._expire(expired)
+        if ready:
+            with self._cond:
+                for batch in reversed(ready):
+                    fut: Future = Future()
+                    self._control.appendleft((lambda b=batch: self._apply_detections(b), fut))
 
-
-def _ros_field_names(message: str) -> str:
-    """The tracker's field names -> the service request's."""
-    for ours, theirs in (("labels:", "point_labels:"), ("obj_id:", "object_id:"), ("frame_index:", "stamp:")):
-        if message.startswith(ours):
-            return theirs + message[len(ours) :]
-    return message
+    def _expire(self, batches: list[DetectionBatch]) -> None:
+        """Boxes whose frame is not buffered: counted and reported."""
+        for batch in batches:
+            self.detector_stats.unbuffered += len(batch.detections)
+            report = DetectionReport(batch.stamp_ns)
+            report.problem(
+                f"detections stamped {batch.stamp_ns / 1e9:.9f} ignored: no buffered frame has that stamp (the "
+                "frame was dropped, never received, or left the history buffer)",
+                key="unbuffered",
+            )
+            self._report_detections(report)

@@ -33,10 +33,16 @@ def tracker_executable() -> str:
 
 
 class NodeProcess:
-    """A tracker node running in its own process; its output goes to a log file."""
+    """A tracker node running in its own process (``env``: variables to add or change); its
+    output goes to a log file."""
 
     def __init__(
-        self, log_dir: Path, params: dict[str, object], name: str = "sam2_tracker", image: str = "/camera/image"
+        self,
+        log_dir: Path,
+        params: dict[str, object],
+        name: str = "sam2_tracker",
+        image: str = "/camera/image",
+        env: dict[str, str] | None = None,
     ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
@@ -46,7 +52,9 @@ class NodeProcess:
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
 
     def log(self) -> str:
         self._log.flush()

@@ -348,7 +348,8 @@ def test_namespace_params_file_and_rviz(launch_run, client, rviz_standin, tmp_pa
         )
     )
     env, rviz_saw = rviz_standin
-    run = launch_run(["namespace:=robot1", f"params_file:={params}", "rviz:=true"], env)
+    detector = "detections_topic:=detector/detections"  # a detector in the same namespace
+    run = launch_run(["namespace:=robot1", f"params_file:={params}", "rviz:=true", detector], env)
     node = "/robot1/sam2_tracker"
     _wait_active(client, node, run)
 
@@ -369,9 +370,9 @@ def test_namespace_params_file_and_rviz(launch_run, client, rviz_standin, tmp_pa
     subscribed = {t for t, _ in graph.get_subscriber_names_and_types_by_node("sam2_tracker", "/robot1")}
     assert {f"{node}/objects", f"{node}/mask", f"{node}/overlay"} <= published
     assert {f"{node}/add_prompt", f"{node}/get_state"} <= services
-    assert "/robot1/camera/image_raw" in subscribed
+    assert {"/robot1/camera/image_raw", "/robot1/detector/detections"} <= subscribed
     outside = {n for n in published | services | subscribed if not n.startswith(f"{node}/")}
-    assert outside <= GLOBAL_TOPICS | {"/robot1/camera/image_raw"}, outside
+    assert outside <= GLOBAL_TOPICS | {"/robot1/camera/image_raw", "/robot1/detector/detections"}, outside
 
     _track(client, node, "/robot1/camera/image_raw")
 
@@ -494,6 +495,29 @@ def test_rviz_gets_the_tracker_namespace_and_its_config_resolves_to_the_node_top
         raise AssertionError("rviz2 gets no -d CONFIG")
     topics = {d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]}
     assert {expand_topic_name(t, "rviz", ns) for t in topics} == {expand_topic_name("~/overlay", "sam2_tracker", ns)}
+
+
+@needs_launch
+def test_compressed_images_and_a_detector_from_launch_arguments():
+    """image_transport's naming: with image:=/cam/color the compressed stream is
+    /cam/color/compressed; image_transport:= and detections_topic:= reach the node."""
+    from launch.utilities import perform_substitutions
+
+    args = {"checkpoint": str(DEMO_MODEL), "image": "/cam/color", "image_transport": "compressed"}
+    context, (tracker,) = _generated_nodes({**args, "detections_topic": "/yolo/detections"})
+    tracker._perform_substitutions(context)
+    rules = dict(tracker.expanded_remapping_rules)
+    assert rules["image"] == "/cam/color" and rules["image/compressed"] == "/cam/color/compressed"
+    cmd = []
+    for part in tracker.cmd:
+        try:
+            cmd.append(perform_substitutions(context, part))
+        except AttributeError:  # the node's name and namespace arguments: filled in at execute()
+            cmd.append("")
+    files = [cmd[i + 1] for i, part in enumerate(cmd) if part == "--params-file"]
+    overrides = yaml.safe_load(Path(files[-1]).read_text())  # the arguments, after params_file
+    (values,) = [v["ros__parameters"] for v in overrides.values()]
+    assert values["image_transport"] == "compressed" and values["detections_topic"] == "/yolo/detections"
 
 
 def test_rviz_config_needs_no_tf_and_shows_no_label_image():

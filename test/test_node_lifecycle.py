@@ -156,7 +156,17 @@ def test_launch_file_declares_the_documented_arguments():
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
     }
-    assert declared == {"image", "params_file", "checkpoint", "model_config", "device", "namespace", "rviz"}
+    assert declared == {
+        "image",
+        "params_file",
+        "checkpoint",
+        "model_config",
+        "device",
+        "namespace",
+        "rviz",
+        "image_transport",
+        "detections_topic",
+    }
 
 
 def test_launch_description_builds():
@@ -168,4 +178,4 @@ def test_launch_description_builds():
     spec = importlib.util.spec_from_file_location("tracker_launch", ROOT / "launch" / "tracker.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert len(module.generate_launch_description().entities) == 8  # 7 arguments, 1 function
+    assert len(module.generate_launch_description().entities) == 10  # 9 arguments, 1 function

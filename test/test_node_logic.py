@@ -441,7 +441,7 @@ def test_overlay_draws_at_most_a_line_of_a_label(video, monkeypatch):
 def test_params_yaml_matches_the_declared_defaults():
     data = yaml.safe_load((ROOT / "config" / "tracker.yaml").read_text())
     (values,) = [v["ros__parameters"] for v in data.values()]
-    assert values == {p.name: p.default for p in PARAMS}
+    assert values == {p.name: list(p.default) if isinstance(p.default, tuple) else p.default for p in PARAMS}
     params = NodeParams.from_values(values)
     params.validate()
     with pytest.raises(ValueError, match="parameter precision: 'fp64'"):

@@ -123,6 +123,26 @@ def test_prompt_on_past_frame_retracks_to_latest(model, video):
         assert torch.equal(other.outputs[f].raw_logits, before[1][f])
 
 
+def test_frame_result_is_a_buffered_frame_as_it_stands_now(model, video):
+    frames, _ = video
+    tracker = start_session(model, frames, n=10)
+    latest = tracker.track(frames[10])
+    again = tracker.frame_result()
+    assert again.frame_index == 10 and sorted(again.objects) == [1, 2, 3]
+    for i, r in latest.objects.items():
+        assert np.array_equal(again.objects[i].mask, r.mask) and again.objects[i].bbox == r.bbox
+    assert np.array_equal(again.label_image, latest.label_image)
+    assert sorted(tracker.frame_result(1).objects) == [1, 2]  # object 3 started on frame 2
+    before = tracker.frame_result(7).objects[2].mask
+    answer = tracker.add_prompt(2, points=[[50, 40]], labels=[0], frame_index=7)
+    after = tracker.frame_result(7).objects[2]
+    assert np.array_equal(after.mask, answer.mask) and not np.array_equal(after.mask, before)
+    assert tracker.add_prompt(4, box=[2, 2, 20, 20], frame_index=8).area > 0
+    assert 4 not in tracker.frame_result(7).objects and 4 in tracker.frame_result(8).objects
+    with pytest.raises(ValueError, match="frame_index: frame 11 is not in the history buffer"):
+        tracker.frame_result(11)
+
+
 def test_retrack_holds_no_memory_older_than_a_frame_attends_to(model, video, monkeypatch):
     import sam2_model.tracker.tracker as tracker_module
 

@@ -224,6 +224,20 @@ class SAM2Tracker:
             others = {i: o.outputs[p] for i, o in self._objects.items() if p in o.outputs}
             return frame_results(self.options, p, frame.image_hw, others)[0][obj_id]
 
+    @torch.inference_mode()
+    def frame_result(self, frame_index: int | None = None) -> FrameResult:
+        """Every object on a buffered frame (``None``: the latest) as it stands now: after
+        the prompts given since that frame was tracked, without the objects started later.
+
+        Raises:
+            ValueError: naming ``frame_index`` when that frame is not buffered.
+        """
+        with self._lock:
+            _, p, frame = self._check_prompt_target(0, frame_index)
+            outputs = {i: o.outputs[p] for i, o in self._objects.items() if p in o.outputs}
+            results, label = frame_results(self.options, p, frame.image_hw, outputs)
+            return FrameResult(p, results, label)
+
     def update_options(self, **changes: object) -> None:
         """Change post-processing options while tracking (``fill_hole_area``,
         ``non_overlap_masks``); they apply from the next result on.

@@ -1,0 +1,145 @@
+"""The typed jobs, answers and counters passed between the node and its inference worker
+(no ROS import): a frame waiting for the tracker, a prompt and its outcome, the buffered
+frames' stamps, and the counters the node reports in diagnostics."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sam2_model import ObjectResult
+
+__all__ = [
+    "MAX_OBJECT_ID",
+    "BufferedStamp",
+    "FrameJob",
+    "OutputStats",
+    "PromptOutcome",
+    "PromptRequest",
+    "WorkerStats",
+    "prompt_message",
+    "ros_field_names",
+]
+
+MAX_OBJECT_ID = 255
+
+
+@dataclass
+class FrameJob:
+    """A received frame waiting for the tracker; its pixels are decoded only if the tracker
+    takes it (a frame replaced while it waits costs nothing)."""
+
+    decode: Callable[[], np.ndarray]  # -> [H, W, 3] RGB uint8; called once, on the inference thread
+    stamp_ns: int  # header stamp in nanoseconds
+    header: object  # the message header, handed back with the result
+    received: float  # time.monotonic() when the callback got it
+    image: np.ndarray | None = None  # [H, W, 3] RGB uint8, set when the worker decoded it
+
+    @classmethod
+    def of_array(cls, image: np.ndarray, stamp_ns: int, header: object, received: float) -> FrameJob:
+        """A job for a frame that is already an RGB array."""
+        return cls(lambda: image, stamp_ns, header, received)
+
+
+@dataclass
+class PromptRequest:
+    """A prompt for the tracker (already decoded from the service request)."""
+
+    obj_id: int | None  # None: the smallest free id (clicks on ~/click)
+    stamp_ns: int  # 0: the latest processed frame
+    label: str = ""
+    points: np.ndarray | None = None  # [N, 2] pixels
+    labels: np.ndarray | None = None  # [N]
+    box: list[float] | None = None  # inclusive pixel box
+    mask: np.ndarray | None = None  # [H, W] bool
+    clear_previous: bool = False
+
+
+@dataclass(frozen=True)
+class BufferedStamp:
+    """A processed frame that prompts can still name by its stamp."""
+
+    frame_index: int  # the tracker's index of the frame
+    header: object  # its message header
+    image_hw: tuple[int, int]  # its size (H, W)
+
+
+@dataclass
+class PromptOutcome:
+    """The answer to a prompt, removal or reset."""
+
+    success: bool
+    message: str
+    result: ObjectResult | None = None  # the object on the prompted frame
+    label: str = ""
+    header: object = None  # the prompted frame's header
+
+
+@dataclass
+class WorkerStats:
+    """Counters for diagnostics."""
+
+    frames_received: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0  # replaced while waiting, never tracked
+    frames_decoded: int = 0  # pixels decoded: only frames taken by the tracker
+    frames_failed: int = 0
+    last_latency_ms: float = 0.0  # received -> results published
+    processed_times: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic, when published
+    tracking_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # decoding + tracking, per frame
+    publishing_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # building + publishing, per frame
+
+    @property
+    def rate_hz(self) -> float:
+        """Frames published per second over the last 60: the output rate (at most the input's;
+        pauses in the input count)."""
+        t = self.processed_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+    @property
+    def tracking_ms(self) -> float:
+        """Mean time the inference thread spends on one frame (decoding and tracking), last 60."""
+        return _mean_ms(self.tracking_seconds)
+
+    @property
+    def publishing_ms(self) -> float:
+        """Mean time the publishing thread spends on one frame's messages, last 60."""
+        return _mean_ms(self.publishing_seconds)
+
+    @property
+    def processing_ms(self) -> float:
+        """The slower of the two stages, which run side by side: ``1000 / processing_ms`` is
+        the rate the node could sustain."""
+        return max(self.tracking_ms, self.publishing_ms)
+
+
+def _mean_ms(seconds: deque) -> float:
+    return 1e3 * sum(seconds) / len(seconds) if seconds else 0.0
+
+
+@dataclass
+class OutputStats:
+    """Images built for the optional outputs: only for frames published while someone
+    subscribes to them."""
+
+    label_images: int = 0  # ~/mask
+    overlays: int = 0  # ~/overlay
+
+
+def prompt_message(obj_id: int, existed: bool, frame: int, latest: int, area: int) -> str:
+    """What a prompt did, e.g. ``object 3 started on frame 4, tracked forward to frame 9 (area
+    120 px on frame 4)``."""
+    verb = "refined" if existed else "started"
+    forward = "" if frame == latest else f", {'re-' if existed else ''}tracked forward to frame {latest}"
+    return f"object {obj_id} {verb} on frame {frame}{forward} (area {area} px on frame {frame})"
+
+
+def ros_field_names(message: str) -> str:
+    """The tracker's field names -> the service request's."""
+    for ours, theirs in (("labels:", "point_labels:"), ("obj_id:", "object_id:"), ("frame_index:", "stamp:")):
+        if message.startswith(ours):
+            return theirs + message[len(ours) :]
+    return message
