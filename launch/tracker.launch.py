@@ -3,7 +3,8 @@
     ros2 launch sam2_ros tracker.launch.py image:=/camera/color/image_raw \
         checkpoint:=/path/to/sam2.1_hiera_tiny.pt [model_config:=sam2.1_hiera_tiny] \
         [device:=auto] [params_file:=my.yaml] [namespace:=robot1] [rviz:=true] \
-        [image_transport:=compressed] [detections_topic:=/yolo/detections]
+        [image_transport:=compressed] [detections_topic:=/yolo/detections] \
+        [depth:=true depth_image:=/camera/aligned_depth_to_color/image_raw camera_info:=/camera/color/camera_info]
 
 Arguments left empty keep the value from params_file (default: config/tracker.yaml).
 
@@ -36,7 +37,8 @@ from launch import LaunchDescription
 PACKAGE = "sam2_ros"
 NODE_NAME = "sam2_tracker"
 # launch argument -> node parameter it overrides when not empty
-OVERRIDES = ("checkpoint", "model_config", "device", "image_transport", "detections_topic")
+OVERRIDES = ("checkpoint", "model_config", "device", "image_transport", "detections_topic", "depth")
+BOOL_OVERRIDES = ("depth",)  # given as "true"/"false": passed to the node as booleans
 
 
 class LaunchError(RuntimeError):
@@ -132,7 +134,11 @@ def _nodes(context) -> list[Node]:
     overrides = {}
     for name in OVERRIDES:
         value = LaunchConfiguration(name).perform(context)
-        if value:
+        if value and name in BOOL_OVERRIDES:
+            if value.lower() not in ("true", "false"):
+                raise LaunchError(f"{name}:={value!r}: expected true or false. Nothing was started.")
+            overrides[name] = value.lower() == "true"
+        elif value:
             overrides[name] = value
     # the namespace the node gets (with that of an including launch file's PushRosNamespace)
     full_ns = make_namespace_absolute(prefix_namespace(context.launch_configurations.get("ros_namespace"), namespace))
@@ -155,6 +161,8 @@ def _nodes(context) -> list[Node]:
             remappings=[
                 ("image", LaunchConfiguration("image")),
                 ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
+                ("depth", LaunchConfiguration("depth_image")),  # used with depth:=true
+                ("camera_info", LaunchConfiguration("camera_info")),
             ],
             output="screen",
             emulate_tty=True,
@@ -194,6 +202,21 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N"),
             DeclareLaunchArgument(
                 "image_transport", default_value="", description="raw, or compressed (subscribes <image>/compressed)"
+            ),
+            DeclareLaunchArgument(
+                "depth",
+                default_value="",
+                description="true: also depth and camera_info, 3D positions (see depth_image)",
+            ),
+            DeclareLaunchArgument(
+                "depth_image",
+                default_value="camera/depth/image_raw",
+                description="depth image aligned to the colour image (16UC1 mm or 32FC1 m), with depth:=true",
+            ),
+            DeclareLaunchArgument(
+                "camera_info",
+                default_value="camera/camera_info",
+                description="camera_info of the colour image, with depth:=true",
             ),
             DeclareLaunchArgument(
                 "detections_topic",

@@ -1,36 +1,87 @@
-"""The camera input: the image subscription (raw or compressed), the cheap checks on
-receipt, and the hand-over of each frame to the worker, to be decoded only if the tracker
-takes it. A node with several cameras would have several of these."""
+"""The camera input: the image subscription (raw or compressed) and, with ``depth`` on, the
+depth and camera_info subscriptions synchronised with it by ``message_filters``; the cheap
+checks on receipt; and the hand-over of each frame (or synchronised set) to the worker, to
+be decoded only if the tracker takes it. A node with several cameras would have several."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from .conversions import image_to_rgb, stamp_to_ns
-from .image_codec import check_compressed, check_image, decode_compressed
-from .jobs import FrameJob
+from .geometry import Intrinsics
+from .image_codec import check_compressed, check_depth, check_image, decode_compressed, decode_depth
+from .jobs import DepthFrame, FrameJob
 from .log_once import LogOnce
 from .params import NodeParams
 
-__all__ = ["CameraInput"]
+__all__ = ["CameraInput", "SyncMonitor"]
+
+SILENCE_S = 2.0  # seconds without a synchronised set (while colour images arrive) before a warning
+
+
+class SyncMonitor:
+    """When each synchronised topic last had a message, and when the last set was paired:
+    the set rate, and what is wrong when colour images arrive but no set is paired."""
+
+    def __init__(self, topics: dict[str, str], slop: float) -> None:
+        self.topics = topics  # role ("image", "depth", "camera_info") -> full topic name
+        self.slop = slop
+        self.last: dict[str, float] = {}  # role -> time.monotonic() of its last message
+        self.last_stamp: dict[str, int] = {}  # role -> header stamp (ns) of its last message
+        self.sets = 0  # synchronised sets handed to the tracker
+        self._set_times: deque[float] = deque(maxlen=30)
+
+    def saw(self, role: str, stamp_ns: int, now: float | None = None) -> None:
+        self.last[role] = time.monotonic() if now is None else now
+        self.last_stamp[role] = stamp_ns
+
+    def paired(self, now: float | None = None) -> None:
+        self.sets += 1
+        self._set_times.append(time.monotonic() if now is None else now)
+
+    def rate_hz(self) -> float:
+        """Synchronised sets per second over the last 30."""
+        t = self._set_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+    def problem(self, now: float | None = None) -> str | None:
+        """Why no set has been paired for :data:`SILENCE_S` while colour images arrive; None
+        when sets are paired, or no colour image arrives either."""
+        now = time.monotonic() if now is None else now
+        colour = self.last.get("image")
+        if colour is None or now - colour >= SILENCE_S:
+            return None
+        if self._set_times and now - self._set_times[-1] < SILENCE_S:
+            return None
+        since = f"for {now - self._set_times[-1]:.1f} s" if self._set_times else "yet"
+        head = f"colour images arrive on '{self.topics['image']}' but no synchronised set {since}"
+        silent = [r for r in ("depth", "camera_info") if r not in self.last or now - self.last[r] >= SILENCE_S]
+        if silent:
+            return f"{head}: no message on " + " or ".join(f"{r} '{self.topics[r]}'" for r in silent)
+        image = self.last_stamp["image"]
+        offsets = ", ".join(
+            f"{r} - image {(self.last_stamp[r] - image) / 1e9:+.3f} s" for r in ("depth", "camera_info")
+        )
+        return f"{head}: the stamps differ by more than sync_slop ({self.slop} s): {offsets}"
 
 
 class CameraInput:
     """Subscribes (while started) to ``image``, or ``image/compressed`` with
-    ``image_transport: compressed``, and hands each well-formed frame to ``submit``.
+    ``image_transport: compressed`` (and, with ``depth``, to ``depth`` and ``camera_info``
+    through an ``ApproximateTimeSynchronizer``), and hands each well-formed frame to ``submit``.
 
     Args:
-        node: the node that owns the subscription.
-        params: the node's parameters (transport and reliability).
+        node: the node that owns the subscriptions.
+        params: the node's parameters (transport, reliability, depth, synchronisation).
         submit: takes each frame's :class:`FrameJob` (the worker's newest-frame slot).
         warn_once: logs a kind of bad frame once.
-        group: the callback group of the image callback.
+        group: the callback group of the camera's callbacks (mutually exclusive).
     """
 
     def __init__(
@@ -42,51 +93,93 @@ class CameraInput:
         group: object,
     ) -> None:
         self._node, self._params, self._submit, self._warn_once, self._group = node, params, submit, warn_once, group
-        self._sub = None
-        self.frames_skipped = 0  # images whose fields cannot be decoded
+        self._subs: list = []
+        self._sync = None  # the message_filters synchroniser (depth on)
+        self.monitor: SyncMonitor | None = None  # depth on: the synchronisation's health
+        self.frames_skipped = 0  # images (or sets) whose fields cannot be decoded
 
     def start(self) -> str:
-        """Subscribe; returns the topic's full name (after remapping)."""
+        """Subscribe; returns the colour topic's full name (after remapping)."""
         reliable = self._params.qos_reliability == "reliable"
         qos = QoSProfile(
             depth=qos_profile_sensor_data.depth,
             history=qos_profile_sensor_data.history,
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         )
-        if self._params.image_transport == "compressed":
-            kind, topic, callback = CompressedImage, "image/compressed", self._on_compressed
+        compressed = self._params.image_transport == "compressed"
+        kind, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
+        if not self._params.depth:
+            self._subs = [self._node.create_subscription(kind, topic, self._on_colour, qos, callback_group=self._group)]
         else:
-            kind, topic, callback = Image, "image", self._on_image
-        self._sub = self._node.create_subscription(kind, topic, callback, qos, callback_group=self._group)
-        return self._sub.topic_name  # rclpy's resolve_topic_name ignores remapping; this does not
+            self._subscribe_synchronised(kind, topic, qos)
+        return self._subs[0].topic_name  # rclpy's resolve_topic_name ignores remapping; this does not
+
+    def _subscribe_synchronised(self, kind: type, topic: str, qos: QoSProfile) -> None:
+        import message_filters
+
+        node, group = self._node, self._group
+        filters = {
+            role: message_filters.Subscriber(node, msg_type, name, qos_profile=qos, callback_group=group)
+            for role, msg_type, name in (
+                ("image", kind, topic),
+                ("depth", Image, "depth"),
+                ("camera_info", CameraInfo, "camera_info"),
+            )
+        }
+        self._subs = [f.sub for f in filters.values()]
+        self.monitor = SyncMonitor({role: f.sub.topic_name for role, f in filters.items()}, self._params.sync_slop)
+        for role, f in filters.items():
+            f.registerCallback(lambda msg, r=role: self.monitor.saw(r, stamp_to_ns(msg.header.stamp)))
+        self._sync = message_filters.ApproximateTimeSynchronizer(
+            list(filters.values()), self._params.sync_queue, self._params.sync_slop
+        )
+        self._sync.registerCallback(self._on_set)
 
     def stop(self) -> None:
-        if self._sub is not None:
-            self._node.destroy_subscription(self._sub)
-            self._sub = None
+        for sub in self._subs:
+            self._node.destroy_subscription(sub)
+        self._subs, self._sync = [], None
 
     destroy = stop  # nothing else is held
 
-    def _on_image(self, msg: Image) -> None:
-        received = time.monotonic()
+    # ------------------------------------------------------------ callbacks
+    def _on_colour(self, msg: Image | CompressedImage) -> None:
+        job = self._colour_job(msg, time.monotonic())
+        if job is not None:
+            self._submit(job)
+
+    def _on_set(self, colour: Image | CompressedImage, depth: Image, info: CameraInfo) -> None:
+        """A synchronised colour image, depth image and camera_info."""
+        job = self._colour_job(colour, time.monotonic())
+        if job is None:
+            return
+        try:  # the fields only: the depth is decoded when the frame's results are published
+            check_depth(depth.encoding, depth.height, depth.width, depth.step, len(depth.data))
+            Intrinsics.from_camera_info(info.k, info.width, info.height, (info.height, info.width))
+        except ValueError as err:
+            self._skip(f"{err} (depth {depth.encoding!r} {depth.width}x{depth.height}, step {depth.step})")
+            return
+        fields = (depth.encoding, depth.height, depth.width, depth.step, depth.data, bool(depth.is_bigendian))
+        job.depth = DepthFrame(lambda: decode_depth(*fields), tuple(info.k), (info.height, info.width))
+        self.monitor.paired()
+        self._submit(job)
+
+    def _colour_job(self, msg: Image | CompressedImage, received: float) -> FrameJob | None:
+        """The frame's job with its decoder, or None (skipped and logged) when its fields are bad."""
+        stamp = stamp_to_ns(msg.header.stamp)
+        if isinstance(msg, CompressedImage):
+            try:  # the format and the data's ends only: decoded if the tracker takes this frame
+                check_compressed(msg.format, msg.data)
+            except ValueError as err:
+                self._skip(str(err))
+                return None
+            return FrameJob(lambda: decode_compressed(msg.format, msg.data), stamp, msg.header, received)
         try:  # the fields only: the pixels are decoded if the tracker takes this frame
             check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
         except ValueError as err:
             self._skip(f"{err} (encoding {msg.encoding!r}, {msg.width}x{msg.height}, step {msg.step})")
-            return
-        self._hand_over(lambda: image_to_rgb(msg), msg.header, received)
-
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        received = time.monotonic()
-        try:  # the format and the data's ends only: decoded if the tracker takes this frame
-            check_compressed(msg.format, msg.data)
-        except ValueError as err:
-            self._skip(str(err))
-            return
-        self._hand_over(lambda: decode_compressed(msg.format, msg.data), msg.header, received)
-
-    def _hand_over(self, decode: Callable, header: Header, received: float) -> None:
-        self._submit(FrameJob(decode, stamp_to_ns(header.stamp), header, received))
+            return None
+        return FrameJob(lambda: image_to_rgb(msg), stamp, msg.header, received)
 
     def _skip(self, problem: str) -> None:
         self.frames_skipped += 1

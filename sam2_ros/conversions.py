@@ -7,11 +7,13 @@ import math
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from sam2_model import ObjectResult
 
+from .geometry import ObjectGeometry
 from .image_codec import crop_mask, decode_image, decode_mask, roi_from_bbox, uncrop_mask
 from .msg import TrackedObject, TrackedObjectArray
 
@@ -62,10 +64,13 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     return msg
 
 
-def tracked_object(result: ObjectResult, label: str, header: Header) -> TrackedObject:
-    """One object's result -> ``TrackedObject`` (mask cropped to its box, 255 inside)."""
+def tracked_object(
+    result: ObjectResult, label: str, header: Header, geometry: ObjectGeometry | None = None
+) -> TrackedObject:
+    """One object's result -> ``TrackedObject`` (mask cropped to its box, 255 inside), with
+    its position and size when ``geometry`` has a position."""
     x, y, w, h = roi_from_bbox(result.bbox)
-    return TrackedObject(
+    obj = TrackedObject(
         id=int(result.obj_id),
         label=label,
         occluded=bool(result.occluded),
@@ -75,6 +80,11 @@ def tracked_object(result: ObjectResult, label: str, header: Header) -> TrackedO
         area=int(result.area),
         mask=array_to_image(crop_mask(result.mask, result.bbox), "mono8", header),
     )
+    if geometry is not None and geometry.position is not None:
+        obj.position = Point(x=geometry.position[0], y=geometry.position[1], z=geometry.position[2])
+        obj.size = Vector3(x=geometry.size[0], y=geometry.size[1], z=geometry.size[2])
+        obj.has_position = True
+    return obj
 
 
 def tracked_object_array(

@@ -6,13 +6,29 @@ that package is installed."""
 from __future__ import annotations
 
 from std_msgs.msg import Header
-from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import (
+    BoundingBox2D,
+    BoundingBox3D,
+    Detection2D,
+    Detection2DArray,
+    Detection3D,
+    Detection3DArray,
+    ObjectHypothesisWithPose,
+)
 
 from .conversions import stamp_to_ns
 from .detector_input import Detection, DetectionBatch
 from .msg import TrackedObject
 
-__all__ = ["Detection2DArray", "detection_2d", "detection_batch", "detections_2d"]
+__all__ = ["Detection2DArray", "Detection3DArray", "detection_2d", "detection_batch", "detections_2d", "detections_3d"]
+
+
+def _hypothesis(obj: TrackedObject) -> ObjectHypothesisWithPose:
+    """Class = the object's label (its id when unlabelled), score = its visibility probability."""
+    result = ObjectHypothesisWithPose()
+    result.hypothesis.class_id = obj.label or str(obj.id)
+    result.hypothesis.score = float(obj.object_score)
+    return result
 
 
 def detection_2d(obj: TrackedObject, header: Header) -> Detection2D:
@@ -23,10 +39,7 @@ def detection_2d(obj: TrackedObject, header: Header) -> Detection2D:
     box = BoundingBox2D(size_x=float(b.width), size_y=float(b.height))
     box.center.position.x = b.x_offset + b.width / 2.0
     box.center.position.y = b.y_offset + b.height / 2.0
-    result = ObjectHypothesisWithPose()
-    result.hypothesis.class_id = obj.label or str(obj.id)
-    result.hypothesis.score = float(obj.object_score)
-    return Detection2D(header=header, results=[result], bbox=box, id=str(obj.id))
+    return Detection2D(header=header, results=[_hypothesis(obj)], bbox=box, id=str(obj.id))
 
 
 def detections_2d(header: Header, objects: list[TrackedObject]) -> Detection2DArray:
@@ -34,6 +47,20 @@ def detections_2d(header: Header, objects: list[TrackedObject]) -> Detection2DAr
     with the frame's header."""
     visible = [o for o in objects if not o.occluded and o.area > 0]
     return Detection2DArray(header=header, detections=[detection_2d(o, header) for o in visible])
+
+
+def detections_3d(header: Header, objects: list[TrackedObject]) -> Detection3DArray:
+    """The visible objects with a position -> ``Detection3DArray`` in the colour camera's
+    optical frame: box centre = position, box size = size, class and score as in 2D."""
+    out = Detection3DArray(header=header)
+    for obj in objects:
+        if obj.occluded or obj.area == 0 or not obj.has_position:
+            continue
+        box = BoundingBox3D(size=obj.size)
+        box.center.position = obj.position
+        box.center.orientation.w = 1.0
+        out.detections.append(Detection3D(header=header, results=[_hypothesis(obj)], bbox=box, id=str(obj.id)))
+    return out
 
 
 def detection_batch(msg: Detection2DArray) -> DetectionBatch:

@@ -1,6 +1,7 @@
 """The typed jobs, answers and counters passed between the node and its inference worker
-(no ROS import): a frame waiting for the tracker, a prompt and its outcome, the buffered
-frames' stamps, and the counters the node reports in diagnostics."""
+(no ROS import): a frame waiting for the tracker (with its depth when depth is on), a prompt
+and its outcome, the buffered frames' stamps, and the counters the node reports in
+diagnostics."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import numpy as np
 
 from sam2_model import ObjectResult
 
+from .geometry import Intrinsics
+
 __all__ = [
     "MAX_OBJECT_ID",
     "BufferedStamp",
+    "DepthFrame",
     "FrameJob",
     "OutputStats",
     "PromptOutcome",
@@ -37,11 +41,27 @@ class FrameJob:
     header: object  # the message header, handed back with the result
     received: float  # time.monotonic() when the callback got it
     image: np.ndarray | None = None  # [H, W, 3] RGB uint8, set when the worker decoded it
+    depth: DepthFrame | None = None  # the depth and camera_info paired with it (depth on)
 
     @classmethod
     def of_array(cls, image: np.ndarray, stamp_ns: int, header: object, received: float) -> FrameJob:
         """A job for a frame that is already an RGB array."""
         return cls(lambda: image, stamp_ns, header, received)
+
+
+@dataclass(frozen=True)
+class DepthFrame:
+    """The depth image and camera model synchronised with a colour frame; the depth is
+    decoded when the frame's results are published."""
+
+    decode: Callable[[], np.ndarray]  # -> [h, w] float32 metres at the depth image's own size
+    k: tuple[float, ...]  # camera_info.k of the colour camera (row-major 3x3)
+    calibrated_hw: tuple[int, int]  # camera_info's height and width (0: unknown)
+
+    def intrinsics(self, image_hw: tuple[int, int]) -> Intrinsics:
+        """The colour camera's intrinsics for an image of ``image_hw``."""
+        h, w = self.calibrated_hw
+        return Intrinsics.from_camera_info(self.k, w, h, image_hw)
 
 
 @dataclass

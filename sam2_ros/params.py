@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .detector_input import DetectorSettings
+from .geometry import DepthSettings
 
 __all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec", "service_queue_depth"]
 
@@ -79,6 +80,40 @@ PARAMS: tuple[ParamSpec, ...] = (
         choices=("best_effort", "reliable"),
     ),
     ParamSpec(
+        "depth",
+        False,
+        "Also subscribe to depth (16UC1 mm or 32FC1 m, aligned to the colour image) and camera_info, "
+        "synchronised with the image: each object gets a 3D position and size",
+    ),
+    ParamSpec(
+        "sync_slop",
+        0.05,
+        "Seconds the stamps of a synchronised image, depth and camera_info may differ",
+        float_range=(0.0, 10.0, 0.0),
+    ),
+    ParamSpec("sync_queue", 10, "Messages per topic the synchroniser keeps", int_range=(1, 1000, 1)),
+    ParamSpec(
+        "depth_erode_px",
+        2,
+        "Pixels eroded from each mask before its depth is used (edges and flying pixels do not count)",
+        read_only=False,
+        int_range=(0, 100, 1),
+    ),
+    ParamSpec(
+        "depth_min_points",
+        20,
+        "Fewest valid depth pixels inside a mask for a position",
+        read_only=False,
+        int_range=(1, 1000000, 1),
+    ),
+    ParamSpec(
+        "depth_max",
+        10.0,
+        "Farthest valid depth in metres (0, NaN and inf are invalid too)",
+        read_only=False,
+        float_range=(0.01, 1000.0, 0.0),
+    ),
+    ParamSpec(
         "detections_topic",
         "",
         "vision_msgs/Detection2DArray topic of a detector whose boxes start objects (empty: off)",
@@ -144,6 +179,12 @@ class NodeParams:
     non_overlap_masks: bool
     image_transport: str
     qos_reliability: str
+    depth: bool
+    sync_slop: float
+    sync_queue: int
+    depth_erode_px: int
+    depth_min_points: int
+    depth_max: float
     detections_topic: str
     detection_min_score: float
     detection_classes: tuple[str, ...]
@@ -159,6 +200,10 @@ class NodeParams:
         values = {f.name: values.get(f.name, defaults[f.name]) for f in fields(cls)}
         arrays = {name: tuple(values[name]) for name, default in defaults.items() if isinstance(default, tuple)}
         return cls(**{**values, **arrays})
+
+    def depth_settings(self) -> DepthSettings:
+        """The ``depth_*`` values for the 3D computation."""
+        return DepthSettings(erode_px=self.depth_erode_px, min_points=self.depth_min_points, max_depth=self.depth_max)
 
     def detector_settings(self) -> DetectorSettings:
         """The ``detection_*`` values for the worker."""

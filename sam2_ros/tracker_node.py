@@ -69,6 +69,7 @@ class TrackerNode(LifecycleNode):
         self._prompts: PromptServices | None = None
         self._device = ""
         self._warmup_seconds = 0.0
+        self._sync_warned = False  # a stall of the depth synchronisation was logged
         self._timer = None
         self._frame_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
@@ -107,7 +108,7 @@ class TrackerNode(LifecycleNode):
         self._warmup_seconds = warmup
         if vision is None:
             self.get_logger().info("~/detections is off: the vision_msgs package is not installed")
-        self._outputs = FrameOutputs(self, vision, lambda: self._params.publish_overlay)
+        self._outputs = FrameOutputs(self, vision, lambda: self._params, self._warn_once)
         worker = TrackerWorker(tracker, self._publish_frame, self._warn_once, self._inference, self._log_detections)
         worker.detector_settings = params.detector_settings()
         self._worker = worker
@@ -227,9 +228,20 @@ class TrackerNode(LifecycleNode):
         if self._params.detections_topic:
             values.update(self._prompts.detector_diagnostics())
         level = DiagnosticStatus.OK if s.frames_failed == 0 else DiagnosticStatus.WARN
+        message = "tracking"
+        monitor = self._camera.monitor
+        if monitor is not None:  # depth on
+            values.update(sets_synchronised=monitor.sets, sync_rate_hz=f"{monitor.rate_hz():.2f}")
+            values["point_clouds_built"] = outputs.clouds_built
+            problem = monitor.problem()
+            if problem is not None:
+                level, message = DiagnosticStatus.WARN, problem
+                if not self._sync_warned:  # once per stall
+                    self.get_logger().warning(problem)
+            self._sync_warned = problem is not None
         header = Header(stamp=self.get_clock().now().to_msg())
         outputs.publish_diagnostics(
-            diagnostics(header, f"{self.get_name()}: tracking", self._device, level, "tracking", values)
+            diagnostics(header, f"{self.get_name()}: tracking", self._device, level, message, values)
         )
 
 

@@ -33,8 +33,8 @@ def tracker_executable() -> str:
 
 
 class NodeProcess:
-    """A tracker node running in its own process (``env``: variables to add or change); its
-    output goes to a log file."""
+    """A tracker node running in its own process (``env``: variables to add or change;
+    ``remaps``: more topic remappings); its output goes to a log file."""
 
     def __init__(
         self,
@@ -43,11 +43,14 @@ class NodeProcess:
         name: str = "sam2_tracker",
         image: str = "/camera/image",
         env: dict[str, str] | None = None,
+        remaps: dict[str, str] | None = None,
     ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         args = [sys.executable, tracker_executable(), "--ros-args", "-r", f"__node:={name}", "-r", f"image:={image}"]
         args += ["-r", f"image/compressed:={image}/compressed"]
+        for name, target in (remaps or {}).items():
+            args += ["-r", f"{name}:={target}"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]

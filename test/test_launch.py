@@ -494,20 +494,24 @@ def test_rviz_gets_the_tracker_namespace_and_its_config_resolves_to_the_node_top
     else:
         raise AssertionError("rviz2 gets no -d CONFIG")
     topics = {d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]}
-    assert {expand_topic_name(t, "rviz", ns) for t in topics} == {expand_topic_name("~/overlay", "sam2_tracker", ns)}
+    node_topics = {expand_topic_name(f"~/{t}", "sam2_tracker", ns) for t in ("overlay", "markers", "points")}
+    assert {expand_topic_name(t, "rviz", ns) for t in topics} == node_topics
 
 
 @needs_launch
-def test_compressed_images_and_a_detector_from_launch_arguments():
+def test_compressed_images_a_detector_and_depth_from_launch_arguments():
     """image_transport's naming: with image:=/cam/color the compressed stream is
-    /cam/color/compressed; image_transport:= and detections_topic:= reach the node."""
+    /cam/color/compressed; image_transport:=, detections_topic:= and depth:= reach the node,
+    depth_image:= and camera_info:= remap its depth inputs."""
     from launch.utilities import perform_substitutions
 
-    args = {"checkpoint": str(DEMO_MODEL), "image": "/cam/color", "image_transport": "compressed"}
-    context, (tracker,) = _generated_nodes({**args, "detections_topic": "/yolo/detections"})
+    args = {"checkpoint": str(DEMO_MODEL), "image": "/cam/color", "image_transport": "compressed", "depth": "True"}
+    args.update(detections_topic="/yolo/detections", depth_image="/cam/aligned_depth", camera_info="/cam/color/info")
+    context, (tracker,) = _generated_nodes(args)
     tracker._perform_substitutions(context)
     rules = dict(tracker.expanded_remapping_rules)
     assert rules["image"] == "/cam/color" and rules["image/compressed"] == "/cam/color/compressed"
+    assert rules["depth"] == "/cam/aligned_depth" and rules["camera_info"] == "/cam/color/info"
     cmd = []
     for part in tracker.cmd:
         try:
@@ -518,18 +522,26 @@ def test_compressed_images_and_a_detector_from_launch_arguments():
     overrides = yaml.safe_load(Path(files[-1]).read_text())  # the arguments, after params_file
     (values,) = [v["ros__parameters"] for v in overrides.values()]
     assert values["image_transport"] == "compressed" and values["detections_topic"] == "/yolo/detections"
+    assert values["depth"] is True  # a boolean parameter gets a boolean
+    with pytest.raises(RuntimeError, match=r"depth:='yes': expected true or false\. Nothing was started\."):
+        _generated_nodes({**args, "depth": "yes"})
 
 
 def test_rviz_config_needs_no_tf_and_shows_no_label_image():
     """The fixed frame of the config works without TF: the transformer is RViz's Identity
     one (rviz_common: every frame exists), since with the TF transformer no frame name does
     without a TF tree. The label image (mono8 ids) shows black in RViz: the config views
-    only the overlay, and says so."""
+    the overlay (and the 3D markers and points), never the label image, and says so."""
     text = (ROOT / "config" / "tracker.rviz").read_text()
     manager = yaml.safe_load(text)["Visualization Manager"]
     assert manager["Transformation"]["Current"]["Class"] == "rviz_common/Identity"
     assert manager["Global Options"]["Fixed Frame"]
-    assert [d["Topic"]["Value"] for d in manager["Displays"]] == ["sam2_tracker/overlay"]
+    shown = [(d["Class"].split("/")[1], d["Topic"]["Value"]) for d in manager["Displays"]]
+    assert shown == [
+        ("Image", "sam2_tracker/overlay"),
+        ("MarkerArray", "sam2_tracker/markers"),  # with depth on
+        ("PointCloud2", "sam2_tracker/points"),
+    ]
     assert "Do not add ~/mask here" in text
 
 

@@ -166,6 +166,9 @@ def test_launch_file_declares_the_documented_arguments():
         "rviz",
         "image_transport",
         "detections_topic",
+        "depth",
+        "depth_image",
+        "camera_info",
     }
 
 
@@ -178,4 +181,4 @@ def test_launch_description_builds():
     spec = importlib.util.spec_from_file_location("tracker_launch", ROOT / "launch" / "tracker.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert len(module.generate_launch_description().entities) == 10  # 9 arguments, 1 function
+    assert len(module.generate_launch_description().entities) == 13  # 12 arguments, 1 function

@@ -182,12 +182,18 @@ def test_objects_appear_with_consistent_fields(client, session):
             assert (o.bbox.x_offset, o.bbox.y_offset) == (xs.min(), ys.min())
             assert (o.bbox.width, o.bbox.height) == (xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
             assert o.mask.encoding == "mono8" and o.mask.header.stamp == msg.header.stamp
+            assert not o.has_position and o.position.z == 0.0  # depth is off
             # the label image: the object's id exactly on its mask, except where a higher id overlaps
             higher = np.zeros((H, W), bool)
             for other in msg.objects:
                 if other.id > o.id:
                     higher |= masks[other.id]
             assert np.array_equal(labels == o.id, mask & ~higher)
+    # depth off: no 3D output, no depth subscription
+    for topic in ("markers", "points", "detections_3d"):
+        assert client.node.get_publishers_info_by_topic(f"{NS}/{topic}") == []
+    assert client.node.get_publishers_info_by_topic("/camera/image") != []  # (the graph is readable)
+    assert client.node.get_subscriptions_info_by_topic("depth") == []
 
 
 @requires_ros2("vision_msgs")

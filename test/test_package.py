@@ -95,7 +95,11 @@ def test_colcon_install_space_has_interfaces_and_python_packages():
         "bbox",
         "area",
         "mask",
+        "position",
+        "size",
+        "has_position",
     ]
+    assert obj.get_fields_and_field_types()["position"] == "geometry_msgs/Point"
     arr = TrackedObjectArray()
     assert arr.get_fields_and_field_types()["objects"] == "sequence<sam2_ros/TrackedObject>"
     req = AddPrompt.Request()
