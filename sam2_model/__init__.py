@@ -17,7 +17,7 @@ from .config import CONFIGS, HieraConfig, SAM2Config, config_names, get_config
 from .image_predictor import ImagePrediction, SAM2ImagePredictor
 from .modeling import NO_OBJ_SCORE, HeadsOutput, ImageFeatures, SAM2Model
 from .prompts import Prompt, validate_prompt
-from .tracker import FrameResult, ObjectResult, SAM2Tracker, TrackerOptions, TrackerStats
+from .tracker import FrameResult, ObjectResult, SAM2Tracker, TrackerOptions, TrackerStats, track_many
 
 __version__ = "0.1.0"
 
@@ -48,5 +48,6 @@ __all__ = [
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",
+    "track_many",
     "validate_prompt",
 ]

@@ -50,6 +50,14 @@ class ImageFeatures:
 
         return ImageFeatures(exp(self.features), exp(self.pos), (exp(self.high_res[0]), exp(self.high_res[1])))
 
+    def select(self, index: int) -> ImageFeatures:
+        """Image ``index`` of a batch, as a batch of one (views, no copy)."""
+
+        def one(t: Tensor) -> Tensor:
+            return t[index : index + 1]  # [B, ...] -> [1, ...]
+
+        return ImageFeatures(one(self.features), one(self.pos), (one(self.high_res[0]), one(self.high_res[1])))
+
     def to(self, device: torch.device | str) -> ImageFeatures:
         """The same features on another device."""
         return ImageFeatures(

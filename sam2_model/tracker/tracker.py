@@ -9,6 +9,7 @@ may refer to any buffered frame: the object is then re-tracked up to the latest 
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import Iterator
@@ -90,6 +91,11 @@ class SAM2Tracker:
         if self.options.cuda_graphs:  # raises unless the model is on a GPU
             self._graphs = GraphPath(self.model, self.options, compiled=self._compiled)
         self._pos_cache: dict = {}  # memory encodings reused across frames
+        self._warmup_seconds = 0.0
+        self._init_session()
+
+    def _init_session(self) -> None:
+        """The state of one stream (everything :meth:`new_session` does not share)."""
         self._lock = threading.RLock()
         self._objects: dict[int, ObjectState] = {}
         self._history = HistoryBuffer(self.options.history_frames)
@@ -97,7 +103,22 @@ class SAM2Tracker:
         self._cache: tuple[int, ImageFeatures] | None = None  # the latest frame's features
         self._staging: torch.Tensor | None = None  # pinned host buffer for frame uploads
         self._staging_copied: torch.cuda.Event | None = None  # when its last upload finished
-        self._warmup_seconds = 0.0
+
+    def new_session(self) -> SAM2Tracker:
+        """Another tracker on the same model, for another stream (camera): the same weights
+        in memory and compiled code, its own objects, memory banks, history and frame count.
+        :func:`~sam2_model.tracker.multi.track_many` tracks one frame of each in one batch.
+
+        Raises:
+            ValueError: with ``cuda_graphs`` or ``compile_mode="reduce-overhead"``, whose
+                captured graphs keep their outputs in static buffers one stream would
+                overwrite under another's feet.
+        """
+        if self.options.cuda_graphs or (self.options.compile and self.options.compile_mode == "reduce-overhead"):
+            raise ValueError("cuda_graphs: CUDA graphs are captured per session; build each session with its own")
+        other = copy.copy(self)  # the model, options and compiled paths are shared
+        other._init_session()
+        return other
 
     # ---------------------------------------------------------------- public API
     @property
@@ -151,9 +172,14 @@ class SAM2Tracker:
         """Process the next frame (RGB ``[H, W, 3]`` uint8) and return every object on it."""
         image = validate_image(image)
         with self._lock, self._autocast():
+            frame = self._buffer_frame(self._frames_processed, image)
+            return self._track_encoded(frame, self._encode(frame))
+
+    def _track_encoded(self, frame: BufferedFrame, feats: ImageFeatures) -> FrameResult:
+        """The rest of :meth:`track` once the frame is buffered and encoded (under the lock
+        and autocast)."""
+        with self._lock:
             t = self._frames_processed
-            frame = self._buffer_frame(t, image)
-            feats = self._encode(frame)
             objs = list(self._objects.values())
             step = self._step_fn()
             outputs, memories = (
