@@ -60,9 +60,8 @@ def main() -> None:
     # ROS message modules: the 3D step builds the node's own messages
     from std_msgs.msg import Header
 
+    from sam2_model.geometry import DepthSettings, Intrinsics, decode_depth, fit_depth, frame_geometry
     from sam2_ros.conversions import tracked_object
-    from sam2_ros.geometry import DepthSettings, Intrinsics, fit_depth, frame_geometry
-    from sam2_ros.image_codec import decode_depth
     from sam2_ros.outputs_3d import marker_array, point_cloud
 
     config = SyntheticConfig(

@@ -13,9 +13,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from sam2_model.geometry import Intrinsics, check_depth, decode_depth
+
 from .conversions import image_to_rgb, stamp_to_ns
-from .geometry import Intrinsics
-from .image_codec import check_compressed, check_depth, check_image, decode_compressed, decode_depth
+from .image_codec import check_compressed, check_image, decode_compressed
 from .jobs import DepthFrame, FrameJob
 from .log_once import LogOnce
 from .params import NodeParams

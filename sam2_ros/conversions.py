@@ -12,8 +12,8 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from sam2_model import ObjectResult
+from sam2_model.geometry import ObjectGeometry
 
-from .geometry import ObjectGeometry
 from .image_codec import crop_mask, decode_image, decode_mask, roi_from_bbox, uncrop_mask
 from .msg import TrackedObject, TrackedObjectArray
 

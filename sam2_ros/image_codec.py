@@ -14,15 +14,12 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "DEPTH_ENCODINGS",
     "ENCODINGS",
     "box_from_roi",
     "check_compressed",
-    "check_depth",
     "check_image",
     "crop_mask",
     "decode_compressed",
-    "decode_depth",
     "decode_image",
     "decode_mask",
     "label_image",
@@ -239,39 +236,6 @@ def _decoded_to_rgb(image: np.ndarray, bgr: bool, fmt: str) -> np.ndarray:
         raise ValueError(f"image: unsupported number of compressed channels {channels} (format {fmt!r})")
     code = codes[channels]
     return np.ascontiguousarray(image) if code is None else cv2.cvtColor(image, code)
-
-
-# depth encodings -> (bytes per pixel, metres per unit): millimetres in uint16, metres in float32
-DEPTH_ENCODINGS = {"16UC1": (2, 0.001), "32FC1": (4, 1.0)}
-
-
-def check_depth(encoding: str, height: int, width: int, step: int, size: int) -> None:
-    """Whether a depth image's fields can be decoded (cheap: no pixel is read).
-
-    Raises:
-        ValueError: starting with ``depth:``; an encoding other than 16UC1 (millimetres) or
-            32FC1 (metres), empty images, a ``step``/``data`` size that does not match.
-    """
-    if encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth: unsupported encoding {encoding!r}; supported: 16UC1 (mm), 32FC1 (m)")
-    _check_rows("depth", height, width, step, size, DEPTH_ENCODINGS[encoding][0])
-
-
-def decode_depth(
-    encoding: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview, is_bigendian: bool
-) -> np.ndarray:
-    """A depth image's fields -> ``[H, W]`` float32 metres (0 where the camera has no reading,
-    as the 16-bit encodings mark it; NaN stays NaN).
-
-    Raises:
-        ValueError: as :func:`check_depth`.
-    """
-    check_depth(encoding, height, width, step, len(data))
-    nbytes, scale = DEPTH_ENCODINGS[encoding]
-    kind = np.dtype(np.uint16 if nbytes == 2 else np.float32).newbyteorder(">" if is_bigendian else "<")
-    pixels = _rows(height, width, step, data, nbytes)  # [H, W, nbytes] uint8, a view
-    values = np.ascontiguousarray(pixels).view(kind).reshape(height, width)  # one value per pixel
-    return np.multiply(values, np.float32(scale), dtype=np.float32)  # one pass, a new array
 
 
 def decode_mask(

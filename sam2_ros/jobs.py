@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sam2_model import ObjectResult
-
-from .geometry import Intrinsics
+from sam2_model.geometry import Intrinsics
 
 __all__ = [
     "MAX_OBJECT_ID",

@@ -14,9 +14,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from sam2_model import FrameResult
+from sam2_model.geometry import ObjectGeometry, fit_depth, frame_geometry
 
 from .conversions import array_to_image, tracked_object, tracked_object_array
-from .geometry import ObjectGeometry, fit_depth, frame_geometry
 from .image_codec import label_image
 from .jobs import FrameJob, OutputStats
 from .log_once import LogOnce

@@ -14,8 +14,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sam2_model.colours import object_colour
+from sam2_model.geometry import ObjectGeometry
 
-from .geometry import ObjectGeometry
 from .msg import TrackedObject
 
 __all__ = ["Outputs3D", "marker_array", "point_cloud"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from sam2_model.geometry import DepthSettings
+
 from .detector_input import DetectorSettings
-from .geometry import DepthSettings
 
 __all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec", "service_queue_depth"]
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from sam2_model import ObjectResult
-from sam2_ros.geometry import DepthSettings, Intrinsics, fit_depth, frame_geometry, object_geometry
-from sam2_ros.image_codec import check_depth, decode_depth
+from sam2_model.geometry import (
+    DepthSettings,
+    Intrinsics,
+    check_depth,
+    decode_depth,
+    fit_depth,
+    frame_geometry,
+    object_geometry,
+)
 
 H, W = 480, 640
 K = Intrinsics(fx=500.0, fy=400.0, cx=320.0, cy=240.0)
@@ -134,7 +141,7 @@ def test_bad_depth_images_name_the_field(args, message):
 
 
 def test_quantiles_are_numpy_percentiles():
-    from sam2_ros.geometry import _quantiles
+    from sam2_model.geometry import _quantiles
 
     rng = np.random.default_rng(3)
     for n in (1, 2, 5, 20, 1001):

@@ -26,9 +26,9 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from sam2_model.data import SyntheticConfig, generate_video  # noqa: E402
+from sam2_model.geometry import ObjectGeometry  # noqa: E402
 from sam2_ros.camera_input import SyncMonitor  # noqa: E402
 from sam2_ros.conversions import stamp_to_ns  # noqa: E402
-from sam2_ros.geometry import ObjectGeometry  # noqa: E402
 from sam2_ros.msg import TrackedObject, TrackedObjectArray  # noqa: E402
 from sam2_ros.outputs_3d import marker_array, point_cloud  # noqa: E402
 from sam2_ros.srv import AddPrompt, RemoveObject  # noqa: E402

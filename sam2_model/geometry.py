@@ -1,5 +1,5 @@
 """Where each tracked object is in 3D, from a depth image aligned to the colour image and the
-colour camera's intrinsics (no ROS import).
+colour camera's intrinsics (no ROS import: the node and ``sam2-track`` use it).
 
 A mask's edge pixels often carry the depth of the background or "flying pixels" between
 the two, so only the mask's interior counts: the mask eroded by ``erode_px``. Its valid
@@ -15,9 +15,58 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sam2_model import ObjectResult
+from .tracker import ObjectResult
 
-__all__ = ["DepthSettings", "Intrinsics", "ObjectGeometry", "fit_depth", "frame_geometry", "object_geometry"]
+__all__ = [
+    "DEPTH_ENCODINGS",
+    "DepthSettings",
+    "Intrinsics",
+    "ObjectGeometry",
+    "check_depth",
+    "decode_depth",
+    "fit_depth",
+    "frame_geometry",
+    "object_geometry",
+]
+
+
+# depth encodings -> (bytes per pixel, metres per unit): millimetres in uint16, metres in float32
+DEPTH_ENCODINGS = {"16UC1": (2, 0.001), "32FC1": (4, 1.0)}
+
+
+def check_depth(encoding: str, height: int, width: int, step: int, size: int) -> None:
+    """Whether a depth image's fields can be decoded (cheap: no pixel is read).
+
+    Raises:
+        ValueError: starting with ``depth:``; an encoding other than 16UC1 (millimetres) or
+            32FC1 (metres), empty images, a ``step``/``data`` size that does not match.
+    """
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth: unsupported encoding {encoding!r}; supported: 16UC1 (mm), 32FC1 (m)")
+    if height <= 0 or width <= 0:
+        raise ValueError(f"depth: empty image ({width}x{height})")
+    row = width * DEPTH_ENCODINGS[encoding][0]
+    if step < row:
+        raise ValueError(f"depth: step {step} is smaller than width*channels = {row}")
+    if size != step * height:
+        raise ValueError(f"depth: data has {size} bytes, expected step*height = {step * height}")
+
+
+def decode_depth(
+    encoding: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview, is_bigendian: bool
+) -> np.ndarray:
+    """A depth image's fields -> ``[H, W]`` float32 metres (0 where the camera has no reading,
+    as the 16-bit encodings mark it; NaN stays NaN).
+
+    Raises:
+        ValueError: as :func:`check_depth`.
+    """
+    check_depth(encoding, height, width, step, len(data))
+    nbytes, scale = DEPTH_ENCODINGS[encoding]
+    kind = np.dtype(np.uint16 if nbytes == 2 else np.float32).newbyteorder(">" if is_bigendian else "<")
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, : width * nbytes]  # drop row padding
+    values = np.ascontiguousarray(rows).view(kind).reshape(height, width)  # [H, W] one value per pixel
+    return np.multiply(values, np.float32(scale), dtype=np.float32)  # one pass, a new array
 
 
 @dataclass(frozen=True)
