@@ -10,9 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrackError
+from .depth import DEPTH_TYPE, INFO_TYPE, DepthFrame, DepthPairing, DepthTopics, decode_depth_msg, intrinsics_of, paired
 from .sources import Frame, Selection, SourceInfo, index_name
 
-__all__ = ["IMAGE_TYPES", "BagRecord", "BagSource", "decode_compressed", "decode_raw", "header_stamp_ns"]
+__all__ = [
+    "IMAGE_TYPES",
+    "BagRecord",
+    "BagSource",
+    "decode_compressed",
+    "decode_raw",
+    "header_stamp_ns",
+]
 
 RAW, COMPRESSED = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (RAW, COMPRESSED)  # topic types sam2-track reads
@@ -91,10 +99,12 @@ def decode_compressed(msg: object) -> np.ndarray:
 
 
 class BagSource:
-    """One image topic of a ROS 2 bag (a bag folder, or a single .mcap / .db3 file)."""
+    """One image topic of a ROS 2 bag (a bag folder, or a single .mcap / .db3 file), and with
+    ``depth`` its depth image and camera_info topics, paired with each frame by stamp."""
 
-    def __init__(self, path: Path, topic: str | None) -> None:
+    def __init__(self, path: Path, topic: str | None, depth: DepthTopics | None = None) -> None:
         self.path = path
+        self.depth = depth
         self._reader_cls, self.typestore = _rosbags()
         with self._open() as reader:
             topics = {name: info.msgtype for name, info in reader.topics.items()}
@@ -114,6 +124,8 @@ class BagSource:
                     f"the bag's image topics: {listed}"
                 )
             self.topic, self.msgtype = topic, topics[topic]
+            if depth is not None:
+                depth.check(topics, path)
             count = reader.topics[topic].msgcount
             if count == 0:
                 raise TrackError(f"topic: {topic} has no messages in bag {path}")
@@ -135,7 +147,10 @@ class BagSource:
         conns = [c for c in reader.connections if c.topic == self.topic]
         return reader.messages(connections=conns)
 
-    def _frame(self, message: tuple[object, int, bytes], index: int) -> Frame:
+    def _frame(
+        self, message: tuple[object, int, bytes], index: int, depth: object = None, info: object = None
+    ) -> Frame:
+        """Decode one colour message (and the depth and camera_info messages paired with it)."""
         conn, log_time, raw = message
         msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
         image = decode_raw(msg) if conn.msgtype == RAW else decode_compressed(msg)
@@ -146,9 +161,18 @@ class BagSource:
             )
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec or log_time
         record = BagRecord(self.topic, conn.msgtype, conn.msgdef.data, conn.digest or "", log_time, raw, msg.header)
-        return Frame(index, index_name(index), stamp, image, record)
+        paired_depth = None
+        if depth is not None:
+            hw = image.shape[:2]
+            depth_msg = self.typestore.deserialize_cdr(depth[2], DEPTH_TYPE)
+            info_msg = self.typestore.deserialize_cdr(info[2], INFO_TYPE)
+            paired_depth = DepthFrame(decode_depth_msg(depth_msg, hw), intrinsics_of(info_msg, hw))
+        return Frame(index, index_name(index), stamp, image, record, paired_depth)
 
     def frames(self, selection: Selection) -> Iterator[Frame]:
+        if self.depth is not None:
+            yield from self._frames_with_depth(selection)
+            return
         with self._open() as reader:
             for index, message in enumerate(self._messages(reader)):
                 if index >= selection.end(self.info.count):
@@ -156,11 +180,39 @@ class BagSource:
                 if selection.contains(index):
                     yield self._frame(message, index)
 
-    def stamps(self) -> Iterator[tuple[int, int]]:
-        """``(index, header stamp ns)`` of every message, reading no pixels."""
+    def stamps(self, topic: str | None = None) -> Iterator[tuple[int, int]]:
+        """``(index, header stamp ns)`` of every message of ``topic`` (default: the image
+        topic), reading no pixels."""
         with self._open() as reader:
-            for index, (_, log_time, raw) in enumerate(self._messages(reader)):
+            conns = [c for c in reader.connections if c.topic == (topic or self.topic)]
+            for index, (_, log_time, raw) in enumerate(reader.messages(connections=conns)):
                 yield index, header_stamp_ns(raw) or log_time
+
+    def _frames_with_depth(self, selection: Selection) -> Iterator[Frame]:
+        """The selected frames, each with the depth and camera_info nearest in stamp."""
+        d = self.depth
+        pairing = DepthPairing(
+            [s for _, s in self.stamps(d.depth)], [s for _, s in self.stamps(d.camera_info)], d.slop_ns
+        )
+        selected = [(i, s) for i, s in self.stamps() if selection.contains(i) and i < selection.end(self.info.count)]
+        matches = {s: pairing.match(s) for _, s in selected}
+        roles = {self.topic: "colour", d.depth: "depth", d.camera_info: "camera_info"}
+        indices = iter(i for i, _ in selected)
+
+        def messages(reader: object) -> Iterator[tuple[str, int, tuple]]:
+            index = -1
+            conns = [c for c in reader.connections if c.topic in roles]
+            for conn, log_time, raw in reader.messages(connections=conns):
+                role = roles[conn.topic]
+                if role == "colour":
+                    index += 1
+                    if not (selection.contains(index) and index < selection.end(self.info.count)):
+                        continue
+                yield role, header_stamp_ns(raw) or log_time, (conn, log_time, raw)
+
+        with self._open() as reader:
+            for colour, depth, info in paired(messages(reader), matches):
+                yield self._frame(colour, next(indices), depth, info)
 
 
 class _Closing:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry import ObjectGeometry
 from ..tracker import ObjectResult
 from .bag import BagRecord
 from .config import TrackError
@@ -119,7 +120,7 @@ class BagOutput:
             data=data,
         )
 
-    def _object(self, header: object, o: ObjectResult, label: str) -> object:
+    def _object(self, header: object, o: ObjectResult, label: str, geometry: ObjectGeometry | None) -> object:
         ts = self.typestore
         if o.bbox is None:
             roi, crop = build_msg(ts, "sensor_msgs/msg/RegionOfInterest"), np.zeros((0, 0), np.uint8)
@@ -141,7 +142,20 @@ class BagOutput:
             bbox=roi,
             area=int(o.area),
             mask=self._image(header, crop),
+            **self._position(geometry),
         )
+
+    def _position(self, geometry: ObjectGeometry | None) -> dict[str, object]:
+        """The position, size and has_position fields (absent: their zero values)."""
+        if geometry is None or geometry.position is None:
+            return {}
+        ts = self.typestore
+        (px, py, pz), (sx, sy, sz) = geometry.position, geometry.size
+        return {
+            "position": build_msg(ts, "geometry_msgs/msg/Point", x=px, y=py, z=pz),
+            "size": build_msg(ts, "geometry_msgs/msg/Vector3", x=sx, y=sy, z=sz),
+            "has_position": True,
+        }
 
     def write(
         self,
@@ -151,8 +165,10 @@ class BagOutput:
         label_image: np.ndarray,
         labels: dict[int, str],
         latency_ms: float,
+        geometry: dict[int, ObjectGeometry] | None = None,
     ) -> None:
-        """The input message and the tracker's messages for it, at the input's record time."""
+        """The input message and the tracker's messages for it, at the input's record time
+        (with ``geometry``, each object's position and size)."""
         ts = self.typestore
         if self._conns is None:
             self._conns = self._connect(record)
@@ -166,7 +182,9 @@ class BagOutput:
             header=header,
             frame_index=frame_index,
             latency_ms=latency_ms,
-            objects=[self._object(header, objects[i], labels.get(i, "")) for i in sorted(objects)],
+            objects=[
+                self._object(header, objects[i], labels.get(i, ""), (geometry or {}).get(i)) for i in sorted(objects)
+            ],
         )
         t = record.log_time_ns
         self.writer.write(image_conn, t, record.raw)

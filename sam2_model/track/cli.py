@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="video file, image folder, or ROS 2 bag (folder, .mcap or .db3)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--topic", help="the bag's image topic (sensor_msgs/Image or CompressedImage)")
+    p.add_argument(
+        "--depth-topic", help="bag: depth aligned to --topic (16UC1 mm or 32FC1 m): 3D positions in tracks.csv"
+    )
+    p.add_argument("--camera-info-topic", help="bag: the colour camera's sensor_msgs/CameraInfo (with --depth-topic)")
+    p.add_argument(
+        "--sync-slop", type=float, default=0.05, help="seconds between an image and its depth/camera_info stamps"
+    )
     g = p.add_argument_group("prompts")
     g.add_argument("--prompts", help="YAML or JSON prompts file (see docs/offline.md)")
     g.add_argument("--first-masks", help="DAVIS palette PNG of the first processed frame (pixel = object id)")

@@ -25,6 +25,9 @@ class TrackConfig:
     input: str  # a video file, a folder of images, or a ROS 2 bag (folder, .mcap or .db3)
     out: str  # output folder: PNG masks, tracks.csv, overlay.mp4, eval.csv
     topic: str | None = None  # the bag's image topic (sensor_msgs/Image or CompressedImage)
+    depth_topic: str | None = None  # bags: depth aligned to the images (16UC1 mm, 32FC1 m): 3D positions
+    camera_info_topic: str | None = None  # bags: the colour camera's CameraInfo (with depth_topic)
+    sync_slop: float = 0.05  # seconds: the largest stamp difference of an image and its depth/camera_info
     prompts: str | None = None  # YAML/JSON prompts file
     first_masks: str | None = None  # DAVIS palette PNG of the first processed frame (pixel = object id)
     masks_dir: str | None = None  # DAVIS annotations folder: each object prompted where it first appears
@@ -59,6 +62,10 @@ class TrackConfig:
             raise TrackError(f"queue_frames: must be >= 1, got {self.queue_frames}")
         if self.first_masks is not None and self.masks_dir is not None:
             raise TrackError("first_masks: give --first-masks or --masks-dir, not both")
+        if (self.depth_topic is None) != (self.camera_info_topic is None):
+            raise TrackError("depth_topic: give --depth-topic and --camera-info-topic together")
+        if not self.sync_slop >= 0:
+            raise TrackError(f"sync_slop: must be >= 0 seconds, got {self.sync_slop}")
         if self.out_bag_storage not in (None, "mcap", "sqlite3"):
             raise TrackError(f"out_bag_storage: must be 'mcap' or 'sqlite3', got {self.out_bag_storage!r}")
         if not self.node_name or "/" in self.node_name.strip("/"):

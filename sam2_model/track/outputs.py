@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.davis import davis_palette
+from ..geometry import DepthSettings, ObjectGeometry, frame_geometry
 from ..tracker import ObjectResult
 from .bagout import BagOutput
 from .config import TrackConfig, TrackError
@@ -19,12 +20,15 @@ from .evaluate import StreamingEvaluator
 from .overlay import render_overlay
 from .sources import Frame, SourceInfo, format_stamp
 
-__all__ = ["CSV_COLUMNS", "FrameOutput", "ResultWriter", "check_out_dir"]
+__all__ = ["CSV_COLUMNS", "DEPTH_COLUMNS", "FrameOutput", "ResultWriter", "check_out_dir"]
 
 # tracks.csv: one row per object and frame; stamp in seconds (bags: header stamp; videos:
 # position; folders: empty); bbox inclusive pixels (empty when the mask is); score: the
 # probability that the object is visible; iou: the predicted mask quality
 CSV_COLUMNS = ("frame", "name", "stamp", "id", "label", "x0", "y0", "x1", "y1", "area", "score", "iou", "occluded")
+# with --depth-topic: metres in the colour camera's optical frame (empty when the object has
+# no position: hidden, too few valid depth pixels, or no depth paired with the frame)
+DEPTH_COLUMNS = ("position_x", "position_y", "position_z", "size_x", "size_y", "size_z")
 _OUTPUTS = ("tracks.csv", "overlay.mp4", "eval.csv")
 
 
@@ -59,12 +63,18 @@ def _stamp(frame: Frame) -> str:
     return "" if frame.stamp_ns is None else format_stamp(frame.stamp_ns)
 
 
-def _csv_row(out: FrameOutput, o: ObjectResult) -> list:
+def _csv_row(out: FrameOutput, o: ObjectResult, geometry: dict[int, ObjectGeometry] | None) -> list:
     box = list(o.bbox) if o.bbox is not None else ["", "", "", ""]
     score = 1.0 / (1.0 + math.exp(-max(min(o.object_score, 60.0), -60.0)))
     f = out.frame
     label = out.labels.get(o.obj_id, "")
-    return [f.index, f.name, _stamp(f), o.obj_id, label, *box, o.area, f"{score:.4f}", f"{o.iou:.4f}", int(o.occluded)]
+    row = [f.index, f.name, _stamp(f), o.obj_id, label, *box, o.area, f"{score:.4f}", f"{o.iou:.4f}", int(o.occluded)]
+    if geometry is None:  # no depth topic
+        return row
+    g = geometry.get(o.obj_id)
+    if g is None or g.position is None:
+        return row + [""] * len(DEPTH_COLUMNS)
+    return row + [f"{v:.4f}" for v in (*g.position, *g.size)]
 
 
 class ResultWriter:
@@ -82,7 +92,8 @@ class ResultWriter:
         self.palette = davis_palette().reshape(-1).tolist()
         self._csv_file = open(self.out / "tracks.csv", "w", newline="")  # noqa: SIM115 (closed by close())
         self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(CSV_COLUMNS)
+        self._depth = config.depth_topic is not None
+        self._csv.writerow(CSV_COLUMNS + (DEPTH_COLUMNS if self._depth else ()))
         self._video = None
         if config.video:
             import cv2
@@ -102,14 +113,20 @@ class ResultWriter:
         png = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label).tobytes())
         png.putpalette(self.palette)
         png.save(self.out / "masks" / f"{out.frame.name}.png", compress_level=1)
-        self._csv.writerows(_csv_row(out, out.objects[i]) for i in sorted(out.objects))
+        geometry = None
+        if self._depth:  # positions from the paired depth (none for a frame without one)
+            d = out.frame.depth
+            geometry = frame_geometry(out.objects, d.metres, d.intrinsics, DepthSettings()) if d is not None else {}
+        self._csv.writerows(_csv_row(out, out.objects[i], geometry) for i in sorted(out.objects))
         if self._video is not None:
             import cv2
 
             overlay = render_overlay(out.frame.image, label, out.objects, out.labels)
             self._video.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         if self.bag is not None:
-            self.bag.write(out.frame.record, out.frame_index, out.objects, label, out.labels, out.seconds * 1e3)
+            self.bag.write(
+                out.frame.record, out.frame_index, out.objects, label, out.labels, out.seconds * 1e3, geometry
+            )
         if self.evaluator is not None:
             self.evaluator.add(out.frame.name, out.frame.index, label)
         self.frames += 1

@@ -80,6 +80,7 @@ class Frame:
     stamp_ns: int | None  # bags: header stamp; videos: position in the video; folders: None
     image: np.ndarray  # [H, W, 3] uint8 RGB
     record: object | None = None  # bags: the input message (BagRecord), copied to --out-bag
+    depth: object | None = None  # bags with --depth-topic: the paired DepthFrame (None: no pair within the slop)
 
 
 @dataclass(frozen=True)
@@ -203,10 +204,15 @@ def open_source(config: TrackConfig) -> FrameSource:
     is_bag = (path.is_dir() and (path / "metadata.yaml").is_file()) or path.suffix.lower() in BAG_SUFFIXES
     if is_bag:
         from .bag import BagSource
+        from .depth import DepthTopics
 
-        return BagSource(path, config.topic)
-    if config.topic is not None:
-        raise TrackError(f"topic: only bags have topics; {path} is not a ROS 2 bag")
+        depth = None
+        if config.depth_topic is not None:
+            depth = DepthTopics(config.depth_topic, config.camera_info_topic, round(config.sync_slop * 1e9))
+        return BagSource(path, config.topic, depth)
+    if config.topic is not None or config.depth_topic is not None:
+        flag = "topic" if config.topic is not None else "depth_topic"
+        raise TrackError(f"{flag}: only bags have topics; {path} is not a ROS 2 bag")
     if path.is_dir():
         return FolderSource(path)
     return VideoSource(path)
