@@ -601,8 +601,11 @@ def test_raw_image_encodings_decode_to_rgb():
     assert np.array_equal(decode_raw(msg("rgba8", np.concatenate([rgb, alpha], 2))), rgb)
     assert np.array_equal(decode_raw(msg("bgra8", np.concatenate([rgb[:, :, ::-1], alpha], 2))), rgb)
     assert np.array_equal(decode_raw(msg("mono8", gray)), np.repeat(gray[:, :, None], 3, 2))
-    mono16 = (gray.astype(np.uint16) << 8).astype(">u2")  # big-endian bytes
-    assert np.array_equal(decode_raw(msg("mono16", mono16, pad=2, big=1)), np.repeat(gray[:, :, None], 3, 2))
+    # mono16 scaled as cv_bridge and the node scale it: round(v * 255 / 65535)
+    values = np.array([0, 128, 129, 257, 32768, 65534, 65535], np.uint16)  # -> 0, 0, 1, 1, 128, 255, 255
+    mono16 = np.tile(values, (5, 1)).astype(">u2")  # big-endian bytes
+    grey = np.tile(np.array([0, 0, 1, 1, 128, 255, 255], np.uint8), (5, 1))
+    assert np.array_equal(decode_raw(msg("mono16", mono16, pad=2, big=1)), np.repeat(grey[:, :, None], 3, 2))
     with pytest.raises(TrackError, match="encoding '32FC1' is not supported"):
         decode_raw(msg("32FC1", gray))
     with pytest.raises(TrackError, match="malformed rgb8 image"):

@@ -73,9 +73,9 @@ def decode_raw(msg: object) -> np.ndarray:
     if h <= 0 or w <= 0 or step < row or data.size != step * h:
         raise TrackError(f"topic: malformed {enc} image {w}x{h} (step {step}, {data.size} bytes)")
     pixels = data.reshape(h, step)[:, :row]
-    if enc == "mono16":
-        mono = pixels.view(">u2" if msg.is_bigendian else "<u2").reshape(h, w)
-        return np.repeat((mono >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
+    if enc == "mono16":  # scaled as cv_bridge (and the node) scale it: round(v * 255 / 65535)
+        mono = pixels.view(">u2" if msg.is_bigendian else "<u2").reshape(h, w).astype(np.uint16)
+        return cv2.cvtColor(cv2.convertScaleAbs(mono, alpha=255.0 / 65535.0), cv2.COLOR_GRAY2RGB)
     pixels = pixels.reshape(h, w, _CHANNELS[enc])
     if enc in _BAYER:
         return cv2.cvtColor(pixels[:, :, 0], getattr(cv2, f"COLOR_{_BAYER[enc]}2RGB"))
