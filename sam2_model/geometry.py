@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .image_bytes import check_rows, pixel_rows
 from .tracker import ObjectResult
 
 __all__ = [
@@ -43,13 +44,7 @@ def check_depth(encoding: str, height: int, width: int, step: int, size: int) ->
     """
     if encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth: unsupported encoding {encoding!r}; supported: 16UC1 (mm), 32FC1 (m)")
-    if height <= 0 or width <= 0:
-        raise ValueError(f"depth: empty image ({width}x{height})")
-    row = width * DEPTH_ENCODINGS[encoding][0]
-    if step < row:
-        raise ValueError(f"depth: step {step} is smaller than width*channels = {row}")
-    if size != step * height:
-        raise ValueError(f"depth: data has {size} bytes, expected step*height = {step * height}")
+    check_rows("depth", height, width, step, size, DEPTH_ENCODINGS[encoding][0])
 
 
 def decode_depth(
@@ -64,7 +59,7 @@ def decode_depth(
     check_depth(encoding, height, width, step, len(data))
     nbytes, scale = DEPTH_ENCODINGS[encoding]
     kind = np.dtype(np.uint16 if nbytes == 2 else np.float32).newbyteorder(">" if is_bigendian else "<")
-    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, : width * nbytes]  # drop row padding
+    rows = pixel_rows(height, width, step, data, nbytes)  # [H, W, nbytes] uint8, a view
     values = np.ascontiguousarray(rows).view(kind).reshape(height, width)  # [H, W] one value per pixel
     return np.multiply(values, np.float32(scale), dtype=np.float32)  # one pass, a new array
 

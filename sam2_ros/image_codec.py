@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sam2_model.image_bytes import check_rows, pixel_rows
+
 __all__ = [
     "ENCODINGS",
     "box_from_roi",
@@ -62,24 +64,6 @@ ENCODINGS: dict[str, int] = {
 }
 
 
-def _check_rows(field: str, height: int, width: int, step: int, size: int, channels: int) -> None:
-    """The sizes of an image message: ``ValueError`` starting with ``field`` when they do not fit."""
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{field}: empty image ({width}x{height})")
-    row = width * channels
-    if step < row:
-        raise ValueError(f"{field}: step {step} is smaller than width*channels = {row}")
-    if size != step * height:
-        raise ValueError(f"{field}: data has {size} bytes, expected step*height = {step * height}")
-
-
-def _rows(height: int, width: int, step: int, data: bytes | bytearray | memoryview, channels: int) -> np.ndarray:
-    """Checked image bytes as ``[H, W, C]`` uint8, a view of ``data`` (rows may be padded:
-    ``step >= W * C``)."""
-    buf = np.frombuffer(data, dtype=np.uint8).reshape(height, step)  # [H, step] bytes
-    return buf[:, : width * channels].reshape(height, width, channels)  # drop the row padding
-
-
 def check_image(encoding: str, height: int, width: int, step: int, size: int) -> None:
     """Whether an image message's fields can be decoded, without touching its ``size`` bytes
     of pixels (cheap: the node checks every frame it receives, and decodes only those it tracks).
@@ -91,7 +75,7 @@ def check_image(encoding: str, height: int, width: int, step: int, size: int) ->
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"image: unsupported encoding {encoding!r}; supported: {', '.join(sorted(ENCODINGS))}")
-    _check_rows("image", height, width, step, size, ENCODINGS[encoding])
+    check_rows("image", height, width, step, size, ENCODINGS[encoding])
     if encoding in _YUV422 and width % 2:
         raise ValueError(f"image: {encoding} needs an even width (one U and V per two pixels), got {width}")
 
@@ -113,7 +97,7 @@ def decode_image(
             ``step``/``data`` size that does not match, an odd width for yuv422.
     """
     check_image(encoding, height, width, step, len(data))
-    pixels = _rows(height, width, step, data, ENCODINGS[encoding])
+    pixels = pixel_rows(height, width, step, data, ENCODINGS[encoding])
     if encoding in _INTERLEAVED:
         return _interleaved_to_rgb(pixels, _INTERLEAVED[encoding][1])
     if encoding == "mono16":
@@ -250,8 +234,8 @@ def decode_mask(
         raise ValueError(f"mask: expected encoding mono8, got {encoding!r}")
     if (height, width) != tuple(image_hw):
         raise ValueError(f"mask: size {width}x{height} differs from the frame's {image_hw[1]}x{image_hw[0]}")
-    _check_rows("mask", height, width, step, len(data), 1)
-    return _rows(height, width, step, data, 1)[:, :, 0] != 0
+    check_rows("mask", height, width, step, len(data), 1)
+    return pixel_rows(height, width, step, data, 1)[:, :, 0] != 0
 
 
 def label_image(masks: dict[int, np.ndarray], image_hw: tuple[int, int]) -> np.ndarray:

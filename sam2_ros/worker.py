@@ -328,7 +328,7 @@ class TrackerWorker:
             batch.detections,
             self.tracker.frame_result(frame.frame_index),
             frame.image_hw,
-            dict(self._labels),
+            self._labels,  # read while planning, before the prompts below change it
             self._sightings,
             self.detector_settings,
         )

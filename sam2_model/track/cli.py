@@ -17,6 +17,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from ..cli_args import parse_bool
 from ..tracker import TrackerOptions
 from .config import DEMO_MODEL, TrackConfig, TrackError
 from .pipeline import TrackSummary, run_tracking
@@ -27,15 +28,6 @@ __all__ = ["build_parser", "config_from_args", "main"]
 _NOT_FLAGS = ("device", "precision", "memory_dtype")
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _tracker_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tracker options (see sam2_model.TrackerOptions)")
     defaults = TrackerOptions()
@@ -44,7 +36,7 @@ def _tracker_flags(parser: argparse.ArgumentParser) -> None:
             continue
         value, flag, dest = getattr(defaults, f.name), "--" + f.name.replace("_", "-"), f"tracker.{f.name}"
         if isinstance(value, bool):
-            group.add_argument(flag, dest=dest, type=_parse_bool, default=value, metavar="BOOL")
+            group.add_argument(flag, dest=dest, type=parse_bool, default=value, metavar="BOOL")
         elif isinstance(value, tuple):
             group.add_argument(flag, dest=dest, nargs="*", default=value, metavar="NAME")
         else:

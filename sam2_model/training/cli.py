@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import sys
 
+from ..cli_args import parse_bool
 from .trainer import TrainConfig, Trainer
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -25,20 +26,11 @@ __all__ = ["build_parser", "config_from_args", "main"]
 def _add_flag(parser: argparse._ActionsContainer, flag: str, dest: str, value: object) -> None:
     """One flag typed like its default (bools take true/false, tuples take one value per item)."""
     if isinstance(value, bool):
-        parser.add_argument(flag, dest=dest, type=_parse_bool, default=value, metavar="BOOL")
+        parser.add_argument(flag, dest=dest, type=parse_bool, default=value, metavar="BOOL")
     elif isinstance(value, tuple):
         parser.add_argument(flag, dest=dest, type=type(value[0]), nargs=len(value), default=value)
     else:
         parser.add_argument(flag, dest=dest, type=type(value), default=value)
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
