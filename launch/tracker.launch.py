@@ -6,6 +6,11 @@
         [image_transport:=compressed] [detections_topic:=/yolo/detections] \
         [depth:=true depth_image:=/camera/aligned_depth_to_color/image_raw camera_info:=/camera/color/camera_info]
 
+Several cameras on one model: cameras:=[front,wrist] image:=color/image_raw. Each camera's
+topics are in its own namespace: camera front subscribes to front/color/image_raw (image:=,
+depth_image:= and camera_info:= are then relative to each camera's namespace) and publishes
+~/front/objects, ~/front/overlay...; with rviz:=true, RViz shows the first camera.
+
 Arguments left empty keep the value from params_file (default: config/tracker.yaml).
 
 Everything is checked before anything starts: without a checkpoint (from checkpoint:= or
@@ -21,6 +26,7 @@ runs in the same namespace and config/tracker.rviz names the node's topics relat
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -33,12 +39,15 @@ from launch_ros.substitutions import ExecutableInPackage, FindPackageShare
 from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
 from launch import LaunchDescription
+from sam2_ros.topics import check_camera_names
 
 PACKAGE = "sam2_ros"
 NODE_NAME = "sam2_tracker"
 # launch argument -> node parameter it overrides when not empty
 OVERRIDES = ("checkpoint", "model_config", "device", "image_transport", "detections_topic", "depth")
 BOOL_OVERRIDES = ("depth",)  # given as "true"/"false": passed to the node as booleans
+# the node's camera inputs and the launch arguments they are remapped to (depth ones with depth:=true)
+_INPUTS = (("image", "image"), ("depth", "depth_image"), ("camera_info", "camera_info"))
 
 
 class LaunchError(RuntimeError):
@@ -127,6 +136,46 @@ def _check_rviz(context) -> None:
         ) from err
 
 
+def _cameras(text: str) -> list[str]:
+    """``cameras:=[front,wrist]`` (a YAML list) or ``front,wrist``; checked as the node does."""
+    value = yaml.safe_load(text) if text.strip().startswith("[") else text.split(",")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LaunchError(f"cameras:={text!r}: expected a list of names, e.g. [front,wrist]. Nothing was started.")
+    names = [v.strip() for v in value]
+    try:
+        check_camera_names(tuple(names))
+    except ValueError as err:
+        raise LaunchError(f"cameras:={text!r}: {err}. Nothing was started.") from None
+    return names
+
+
+def _remappings(context, cameras: list[str]) -> list[tuple]:
+    """The camera topics' remappings: ``image`` -> image:=, ...; with cameras,
+    ``front/image`` -> ``front/<image>`` for each camera (the arguments must be relative)."""
+    targets = {name: LaunchConfiguration(arg).perform(context) for name, arg in _INPUTS}
+    targets["image/compressed"] = targets["image"] + "/compressed"  # image_transport's naming
+    if not cameras:
+        return list(targets.items())
+    for name, arg in _INPUTS:
+        if targets[name].startswith(("/", "~")):
+            raise LaunchError(
+                f"{arg}:={targets[name]!r} is not relative: with cameras:= it names each camera's topic in the "
+                f"camera's namespace (e.g. {arg}:={targets[name].lstrip('/~')}). Nothing was started."
+            )
+    return [(f"{c}/{name}", f"{c}/{target}") for c in cameras for name, target in targets.items()]
+
+
+def _rviz_config(context, camera: str) -> str:
+    """config/tracker.rviz, or a copy of it showing ``camera``'s topics."""
+    path = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "tracker.rviz"]).perform(context)
+    if not camera:
+        return path
+    text = Path(path).read_text().replace(f"{NODE_NAME}/", f"{NODE_NAME}/{camera}/")
+    with tempfile.NamedTemporaryFile("w", prefix=f"tracker_{camera}_", suffix=".rviz", delete=False) as f:
+        f.write(text)
+    return f.name
+
+
 def _nodes(context) -> list[Node]:
     """Checks everything, then returns the nodes: a failed check starts nothing."""
     namespace = LaunchConfiguration("namespace").perform(context)
@@ -140,6 +189,11 @@ def _nodes(context) -> list[Node]:
             overrides[name] = value.lower() == "true"
         elif value:
             overrides[name] = value
+    text = LaunchConfiguration("cameras").perform(context)
+    cameras = _cameras(text) if text else []
+    if text:
+        overrides["cameras"] = cameras
+    remappings = _remappings(context, cameras)
     # the namespace the node gets (with that of an including launch file's PushRosNamespace)
     full_ns = make_namespace_absolute(prefix_namespace(context.launch_configurations.get("ros_namespace"), namespace))
     node_fqn = prefix_namespace(full_ns, NODE_NAME)
@@ -157,13 +211,7 @@ def _nodes(context) -> list[Node]:
             name=NODE_NAME,
             namespace=namespace,
             parameters=[params_file, overrides],
-            # image_transport's naming: the compressed stream of <image> is <image>/compressed
-            remappings=[
-                ("image", LaunchConfiguration("image")),
-                ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
-                ("depth", LaunchConfiguration("depth_image")),  # used with depth:=true
-                ("camera_info", LaunchConfiguration("camera_info")),
-            ],
+            remappings=remappings,
             output="screen",
             emulate_tty=True,
         )
@@ -176,7 +224,7 @@ def _nodes(context) -> list[Node]:
                 package="rviz2",
                 executable="rviz2",
                 namespace=namespace,
-                arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "tracker.rviz"])],
+                arguments=["-d", _rviz_config(context, cameras[0] if cameras else "")],
                 output="screen",
             )
         )
@@ -222,6 +270,12 @@ def generate_launch_description() -> LaunchDescription:
                 "detections_topic",
                 default_value="",
                 description="vision_msgs/Detection2DArray of a detector whose boxes start objects",
+            ),
+            DeclareLaunchArgument(
+                "cameras",
+                default_value="",
+                description="several cameras on one model, e.g. [front,wrist]: the camera topics are then "
+                "relative to each camera's namespace (front/<image>)",
             ),
             DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and of RViz)"),
             DeclareLaunchArgument(

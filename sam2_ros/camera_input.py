@@ -1,13 +1,14 @@
 """The camera input: the image subscription (raw or compressed) and, with ``depth`` on, the
 depth and camera_info subscriptions synchronised with it by ``message_filters``; the cheap
 checks on receipt; and the hand-over of each frame (or synchronised set) to the worker, to
-be decoded only if the tracker takes it. A node with several cameras would have several."""
+be decoded only if the tracker takes it. A node with several cameras has one per camera."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -20,6 +21,7 @@ from .image_codec import check_compressed, check_image, decode_compressed
 from .jobs import DepthFrame, FrameJob
 from .log_once import LogOnce
 from .params import NodeParams
+from .topics import camera_topic, on_camera
 
 __all__ = ["CameraInput", "SyncMonitor"]
 
@@ -76,6 +78,7 @@ class CameraInput:
     """Subscribes (while started) to ``image``, or ``image/compressed`` with
     ``image_transport: compressed`` (and, with ``depth``, to ``depth`` and ``camera_info``
     through an ``ApproximateTimeSynchronizer``), and hands each well-formed frame to ``submit``.
+    A named camera's topics are in its namespace: ``front/image``, ``front/depth``...
 
     Args:
         node: the node that owns the subscriptions.
@@ -83,6 +86,7 @@ class CameraInput:
         submit: takes each frame's :class:`FrameJob` (the worker's newest-frame slot).
         warn_once: logs a kind of bad frame once.
         group: the callback group of the camera's callbacks (mutually exclusive).
+        camera: the camera's name (``""``: the node's one unnamed camera).
     """
 
     def __init__(
@@ -92,8 +96,10 @@ class CameraInput:
         submit: Callable[[FrameJob], None],
         warn_once: LogOnce,
         group: object,
+        camera: str = "",
     ) -> None:
         self._node, self._params, self._submit, self._warn_once, self._group = node, params, submit, warn_once, group
+        self.camera = camera
         self._subs: list = []
         self._sync = None  # the message_filters synchroniser (depth on)
         self.monitor: SyncMonitor | None = None  # depth on: the synchronisation's health
@@ -109,6 +115,7 @@ class CameraInput:
         )
         compressed = self._params.image_transport == "compressed"
         kind, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
+        topic = camera_topic(self.camera, topic)
         if not self._params.depth:
             self._subs = [self._node.create_subscription(kind, topic, self._on_colour, qos, callback_group=self._group)]
         else:
@@ -123,8 +130,8 @@ class CameraInput:
             role: message_filters.Subscriber(node, msg_type, name, qos_profile=qos, callback_group=group)
             for role, msg_type, name in (
                 ("image", kind, topic),
-                ("depth", Image, "depth"),
-                ("camera_info", CameraInfo, "camera_info"),
+                ("depth", Image, camera_topic(self.camera, "depth")),
+                ("camera_info", CameraInfo, camera_topic(self.camera, "camera_info")),
             )
         }
         self._subs = [f.sub for f in filters.values()]
@@ -174,14 +181,16 @@ class CameraInput:
             except ValueError as err:
                 self._skip(str(err))
                 return None
-            return FrameJob(lambda: decode_compressed(msg.format, msg.data), stamp, msg.header, received)
+            decode = partial(decode_compressed, msg.format, msg.data)
+            return FrameJob(decode, stamp, msg.header, received, camera=self.camera)
         try:  # the fields only: the pixels are decoded if the tracker takes this frame
             check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
         except ValueError as err:
             self._skip(f"{err} (encoding {msg.encoding!r}, {msg.width}x{msg.height}, step {msg.step})")
             return None
-        return FrameJob(lambda: image_to_rgb(msg), stamp, msg.header, received)
+        return FrameJob(partial(image_to_rgb, msg), stamp, msg.header, received, camera=self.camera)
 
     def _skip(self, problem: str) -> None:
         self.frames_skipped += 1
-        self._warn_once(f"frame skipped: {problem}")
+        where = on_camera(self.camera)
+        self._warn_once(f"frame skipped{where}: {problem}")

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -19,7 +18,6 @@ from .msg import TrackedObject, TrackedObjectArray
 
 __all__ = [
     "array_to_image",
-    "diagnostics",
     "image_to_rgb",
     "mask_from_msg",
     "stamp_to_ns",
@@ -93,16 +91,3 @@ def tracked_object_array(
     return TrackedObjectArray(
         header=header, frame_index=int(frame_index), latency_ms=float(latency_ms), objects=objects
     )
-
-
-def diagnostics(
-    header: Header, name: str, hardware_id: str, level: bytes, message: str, values: dict[str, object]
-) -> DiagnosticArray:
-    status = DiagnosticStatus(
-        level=level,
-        name=name,
-        message=message,
-        hardware_id=hardware_id,
-        values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
-    )
-    return DiagnosticArray(header=header, status=[status])

@@ -5,6 +5,7 @@ recognising published frames by their pixels. No ROS message import."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -45,10 +46,16 @@ def frame_digests(frames: list[np.ndarray]) -> dict[str, int]:
     return {digest(np.ascontiguousarray(f).tobytes()): i for i, f in enumerate(frames)}
 
 
-def start_process(cmd: list[str], log: Path) -> subprocess.Popen:
-    """A child process with its output in ``log``."""
+def start_process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A child process with its output in ``log`` (``env``: variables to add or change)."""
     handle = open(log, "w")  # noqa: SIM115 (owned by the process for its lifetime)
-    return subprocess.Popen([sys.executable, *cmd], stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, *cmd],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def wait_until(condition, timeout: float, what: str) -> None:

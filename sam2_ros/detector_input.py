@@ -157,6 +157,7 @@ class DetectionReport:
     """What one batch did."""
 
     stamp_ns: int  # the batch's stamp
+    camera: str = ""  # the camera whose detector sent it ("": the node's one unnamed camera)
     done: list[str] = field(default_factory=list)  # objects started or re-acquired, one line each
     problems: list[Problem] = field(default_factory=list)  # detections ignored for a reason worth telling
 

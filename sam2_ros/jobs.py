@@ -22,6 +22,7 @@ __all__ = [
     "OutputStats",
     "PromptOutcome",
     "PromptRequest",
+    "RoundStats",
     "WorkerStats",
     "prompt_message",
     "ros_field_names",
@@ -41,11 +42,12 @@ class FrameJob:
     received: float  # time.monotonic() when the callback got it
     image: np.ndarray | None = None  # [H, W, 3] RGB uint8, set when the worker decoded it
     depth: DepthFrame | None = None  # the depth and camera_info paired with it (depth on)
+    camera: str = ""  # the camera it came from ("": the node's one unnamed camera)
 
     @classmethod
-    def of_array(cls, image: np.ndarray, stamp_ns: int, header: object, received: float) -> FrameJob:
+    def of_array(cls, image: np.ndarray, stamp_ns: int, header: object, received: float, camera: str = "") -> FrameJob:
         """A job for a frame that is already an RGB array."""
-        return cls(lambda: image, stamp_ns, header, received)
+        return cls(lambda: image, stamp_ns, header, received, camera=camera)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class PromptRequest:
     box: list[float] | None = None  # inclusive pixel box
     mask: np.ndarray | None = None  # [H, W] bool
     clear_previous: bool = False
+    camera: str = ""  # the camera whose frame it names ("": the only camera)
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class WorkerStats:
     frames_failed: int = 0
     last_latency_ms: float = 0.0  # received -> results published
     processed_times: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic, when published
-    tracking_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # decoding + tracking, per frame
+    tracking_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # its round (decoding + tracking)
     publishing_seconds: deque = field(default_factory=lambda: deque(maxlen=60))  # building + publishing, per frame
 
     @property
@@ -120,7 +123,8 @@ class WorkerStats:
 
     @property
     def tracking_ms(self) -> float:
-        """Mean time the inference thread spends on one frame (decoding and tracking), last 60."""
+        """Mean time of the inference thread's rounds that took a frame of this camera
+        (decoding and tracking every frame of the round), last 60."""
         return _mean_ms(self.tracking_seconds)
 
     @property
@@ -133,6 +137,32 @@ class WorkerStats:
         """The slower of the two stages, which run side by side: ``1000 / processing_ms`` is
         the rate the node could sustain."""
         return max(self.tracking_ms, self.publishing_ms)
+
+
+@dataclass
+class RoundStats:
+    """The inference thread's rounds: each takes the newest waiting frame of every camera
+    that has one and encodes them as one batch."""
+
+    rounds: int = 0
+    round_times: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic, when each ended
+    batch_sizes: deque = field(default_factory=lambda: deque(maxlen=60))  # frames tracked in each
+
+    def record(self, frames: int, now: float) -> None:
+        self.rounds += 1
+        self.round_times.append(now)
+        self.batch_sizes.append(frames)
+
+    @property
+    def rate_hz(self) -> float:
+        """Rounds per second over the last 60."""
+        t = self.round_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+    @property
+    def mean_batch(self) -> float:
+        """Frames per round (the image encoder's batch size), mean of the last 60."""
+        return sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
 
 
 def _mean_ms(seconds: deque) -> float:

@@ -1,4 +1,4 @@
-"""The node's outputs: its publishers, and the messages of each processed frame, built only
+"""A camera's outputs: its publishers, and the messages of each processed frame, built only
 for the outputs someone reads; with ``depth`` on, each object's 3D place and the 3D outputs."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -23,13 +22,14 @@ from .log_once import LogOnce
 from .msg import TrackedObjectArray
 from .overlay import render_overlay
 from .params import NodeParams
+from .topics import on_camera, private_topic
 
 __all__ = ["FrameOutputs"]
 
 
 class FrameOutputs:
-    """``~/objects``, ``~/mask``, ``~/overlay``, ``~/detections`` (where vision_msgs is
-    installed) and ``/diagnostics``, created at configure.
+    """``~/objects``, ``~/mask``, ``~/overlay`` and ``~/detections`` (where vision_msgs is
+    installed), created at configure; ``~/<camera>/objects``... for a named camera.
 
     With ``depth`` on, also ``~/markers``, ``~/points`` and ``~/detections_3d``
     (:class:`~sam2_ros.outputs_3d.Outputs3D`).
@@ -39,26 +39,33 @@ class FrameOutputs:
         vision: the ``sam2_ros.detections`` module, or ``None`` without vision_msgs.
         params: the node's parameters now (``publish_overlay`` and ``depth_*`` change at run time).
         warn_once: logs a kind of problem once.
+        camera: the camera's name (``""``: the node's one unnamed camera).
     """
 
     def __init__(
-        self, node: Node, vision: ModuleType | None, params: Callable[[], NodeParams], warn_once: LogOnce
+        self,
+        node: Node,
+        vision: ModuleType | None,
+        params: Callable[[], NodeParams],
+        warn_once: LogOnce,
+        camera: str = "",
     ) -> None:
         self._node, self._vision, self._params, self._warn_once = node, vision, params, warn_once
+        self.camera = camera
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._objects = node.create_publisher(TrackedObjectArray, "~/objects", reliable)
-        self._mask = node.create_publisher(Image, "~/mask", qos_profile_sensor_data)
-        self._overlay = node.create_publisher(Image, "~/overlay", qos_profile_sensor_data)
-        self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self._objects = node.create_publisher(TrackedObjectArray, private_topic(camera, "objects"), reliable)
+        self._mask = node.create_publisher(Image, private_topic(camera, "mask"), qos_profile_sensor_data)
+        self._overlay = node.create_publisher(Image, private_topic(camera, "overlay"), qos_profile_sensor_data)
         self._detections = None
         if vision is not None:
-            self._detections = node.create_publisher(vision.Detection2DArray, "~/detections", reliable)
+            topic = private_topic(camera, "detections")
+            self._detections = node.create_publisher(vision.Detection2DArray, topic, reliable)
         self.built = OutputStats()  # images built for the optional outputs
         self._outputs_3d = None
         if params().depth:
             from .outputs_3d import Outputs3D  # visualization_msgs: only with depth on
 
-            self._outputs_3d = Outputs3D(node, vision)
+            self._outputs_3d = Outputs3D(node, vision, camera)
 
     def publish(self, job: FrameJob, result: FrameResult, labels: dict[int, str]) -> None:
         """One processed frame's messages, each with the input header (called in the
@@ -87,10 +94,11 @@ class FrameOutputs:
         hw = job.image.shape[:2]
         raw = job.depth.decode()
         if raw.shape != hw:
+            where = on_camera(self.camera)
             self._warn_once(
-                f"depth image {raw.shape[1]}x{raw.shape[0]} scaled to the colour image's {hw[1]}x{hw[0]} "
+                f"depth image{where} {raw.shape[1]}x{raw.shape[0]} scaled to the colour image's {hw[1]}x{hw[0]} "
                 "(nearest neighbour; the intrinsics are the colour camera's)",
-                key="depth size",
+                key=f"depth size {self.camera}",
             )
         intrinsics = job.depth.intrinsics(hw)
         return frame_geometry(result.objects, fit_depth(raw, hw), intrinsics, self._params().depth_settings())
@@ -100,12 +108,9 @@ class FrameOutputs:
         """``~/points`` messages built (only while someone subscribes)."""
         return self._outputs_3d.clouds_built if self._outputs_3d is not None else 0
 
-    def publish_diagnostics(self, msg: DiagnosticArray) -> None:
-        self._diagnostics.publish(msg)
-
     def destroy(self) -> None:
         if self._outputs_3d is not None:
             self._outputs_3d.destroy()
-        for pub in (self._objects, self._mask, self._overlay, self._diagnostics, self._detections):
+        for pub in (self._objects, self._mask, self._overlay, self._detections):
             if pub is not None:
                 self._node.destroy_publisher(pub)

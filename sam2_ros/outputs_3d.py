@@ -17,6 +17,7 @@ from sam2_model.colours import object_colour
 from sam2_model.geometry import ObjectGeometry
 
 from .msg import TrackedObject
+from .topics import private_topic
 
 __all__ = ["Outputs3D", "marker_array", "point_cloud"]
 
@@ -91,16 +92,18 @@ def point_cloud(header: Header, geometry: dict[int, ObjectGeometry]) -> PointClo
 
 
 class Outputs3D:
-    """``~/markers``, ``~/points`` and, where vision_msgs is installed, ``~/detections_3d``."""
+    """``~/markers``, ``~/points`` and, where vision_msgs is installed, ``~/detections_3d``
+    (``~/<camera>/markers``... for a named camera)."""
 
-    def __init__(self, node: Node, vision: ModuleType | None) -> None:
+    def __init__(self, node: Node, vision: ModuleType | None, camera: str = "") -> None:
         self._node, self._vision = node, vision
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._markers = node.create_publisher(MarkerArray, "~/markers", reliable)
-        self._points = node.create_publisher(PointCloud2, "~/points", reliable)
+        self._markers = node.create_publisher(MarkerArray, private_topic(camera, "markers"), reliable)
+        self._points = node.create_publisher(PointCloud2, private_topic(camera, "points"), reliable)
         self._detections = None
         if vision is not None:
-            self._detections = node.create_publisher(vision.Detection3DArray, "~/detections_3d", reliable)
+            topic = private_topic(camera, "detections_3d")
+            self._detections = node.create_publisher(vision.Detection3DArray, topic, reliable)
         self._shown: set[int] = set()  # the ids whose markers are drawn
         self.clouds_built = 0  # ~/points messages built: only while someone subscribes
 

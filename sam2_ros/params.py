@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from sam2_model.geometry import DepthSettings
 
 from .detector_input import DetectorSettings
+from .topics import check_camera_names
 
 __all__ = ["PARAMS", "RUNTIME_PARAMS", "NodeParams", "ParamSpec", "service_queue_depth"]
 
@@ -26,6 +27,12 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "cameras",
+        (),
+        "Names of the cameras tracked on one model (empty: one camera on image, outputs ~/objects...); "
+        "camera front subscribes to front/image and publishes ~/front/objects...",
+    ),
     ParamSpec(
         "model_config",
         "sam2.1_hiera_tiny",
@@ -165,6 +172,7 @@ RUNTIME_PARAMS = frozenset(p.name for p in PARAMS if not p.read_only)
 class NodeParams:
     """Typed view of the parameter values (their defaults live in :data:`PARAMS` only)."""
 
+    cameras: tuple[str, ...]
     model_config: str
     checkpoint: str
     allow_random_weights: bool
@@ -216,11 +224,23 @@ class NodeParams:
         )
 
     def validate(self) -> None:
-        """Check string choices; ``ValueError`` names the parameter."""
+        """Check string choices and camera names; ``ValueError`` names the parameter."""
         for spec in PARAMS:
             value = getattr(self, spec.name)
             if spec.choices and value not in spec.choices:
                 raise ValueError(f"parameter {spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
+        check_camera_names(self.cameras)
+        if len(self.cameras) > 1 and self.detections_topic.startswith("/"):
+            raise ValueError(
+                f"parameter detections_topic: {self.detections_topic!r} is absolute, but each of the "
+                f"{len(self.cameras)} cameras has its own detector on <camera>/<detections_topic>: give a "
+                "relative name (e.g. detections), or remap each camera's topic"
+            )
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """The cameras' names; ``("",)``: the one unnamed camera of a node without ``cameras``."""
+        return self.cameras or ("",)
 
 
 def service_queue_depth(max_objects: int) -> int:

@@ -7,8 +7,9 @@
     sam2_prompt remove 2
     sam2_prompt reset
 
-``--node`` names the tracker (default ``/sam2_tracker``); ``--stamp SEC.NSEC`` picks a past
-frame. Exit status: 0 done, 1 refused by the node (its message is printed), 2 no answer.
+``--node`` names the tracker (default ``/sam2_tracker``); ``--camera NAME`` one of its
+cameras (a node with ``cameras``; ``reset`` then resets that camera only); ``--stamp SEC.NSEC``
+picks a past frame. Exit status: 0 done, 1 refused by the node (its message is printed), 2 no answer.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--node", default="/sam2_tracker", help="the tracker node's name (default /sam2_tracker)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node")
+    parser.add_argument("--camera", default="", help="the camera, on a node with several (default: its only one)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("click", "a click"), ("box", "a box"), ("mask", "a mask image file")):
         p = sub.add_parser(name, help=help_text)
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_request(args: argparse.Namespace) -> AddPrompt.Request:
     """The AddPrompt request for a click, box or mask command."""
-    req = AddPrompt.Request(object_id=args.object_id, label=args.label, clear_previous=args.clear)
+    req = AddPrompt.Request(object_id=args.object_id, label=args.label, clear_previous=args.clear, camera=args.camera)
     sec = int(args.stamp)
     req.stamp = Time(sec=sec, nanosec=round((args.stamp - sec) * 1e9))
     if args.command == "click":
@@ -102,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                 node,
                 RemoveObject,
                 f"{base}/remove_object",
-                RemoveObject.Request(object_id=args.object_id),
+                RemoveObject.Request(object_id=args.object_id, camera=args.camera),
                 args.timeout,
             )
         elif args.command == "reset":
-            resp = _call(node, Trigger, f"{base}/reset", Trigger.Request(), args.timeout)
+            service = f"{base}/{args.camera}/reset" if args.camera else f"{base}/reset"
+            resp = _call(node, Trigger, service, Trigger.Request(), args.timeout)
         else:
             try:
                 request = build_request(args)

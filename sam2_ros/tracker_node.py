@@ -1,7 +1,8 @@
 """The ``sam2_tracker`` lifecycle node: parameters, lifecycle and diagnostics.
 
-Its parts: the camera input (``camera_input``), the prompt services and subscriptions
-(``prompt_services``), the outputs (``outputs``) and the inference worker (``worker``);
+Its parts: per camera the input (``camera_input``) and the outputs (``outputs``); the
+prompt services and subscriptions (``prompt_services``), the diagnostics
+(``node_diagnostics``) and the inference worker (``worker``), which tracks every camera;
 the logic lives in plain-Python modules (``worker``, ``detector_input``, ``image_codec``,
 ``overlay``, ``conversions``).
 """
@@ -15,22 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from std_msgs.msg import Header
 
 from sam2_model import CheckpointError, FrameResult, SAM2Tracker, build_sam2, resolve_device
 from sam2_model.tracker.options import RUNTIME_OPTIONS
 
 from .camera_input import CameraInput
-from .conversions import diagnostics
 from .detector_input import DetectionReport
 from .jobs import FrameJob
 from .log_once import LogOnce
+from .node_diagnostics import CameraParts, ModelInfo, NodeDiagnostics
 from .outputs import FrameOutputs
 from .params import PARAMS, RUNTIME_PARAMS, NodeParams
 from .prompt_services import PromptServices
@@ -48,7 +47,9 @@ NO_CHECKPOINT_HELP = (
 class TrackerNode(LifecycleNode):
     """Tracks prompted objects on ``image`` and publishes ``~/objects``, ``~/mask``,
     ``~/overlay``, ``~/detections`` and ``/diagnostics``; prompts come through
-    ``~/add_prompt``, ``~/click`` and a detector's ``detections_topic``."""
+    ``~/add_prompt``, ``~/click`` and a detector's ``detections_topic``. With ``cameras``
+    (e.g. ``[front, wrist]``), the same for each camera in its namespace (``front/image``,
+    ``~/front/objects``...) on one model."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(NODE_NAME, **kwargs)
@@ -64,14 +65,10 @@ class TrackerNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._params: NodeParams | None = None
         self._worker: TrackerWorker | None = None
-        self._camera: CameraInput | None = None
-        self._outputs: FrameOutputs | None = None
+        self._cameras: list[CameraParts] = []
         self._prompts: PromptServices | None = None
-        self._device = ""
-        self._warmup_seconds = 0.0
-        self._sync_warned = False  # a stall of the depth synchronisation was logged
+        self._diagnostics: NodeDiagnostics | None = None
         self._timer = None
-        self._frame_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
         self._warn_once = LogOnce(self.get_logger())
         # the one thread that builds, warms up and runs the model (see sam2_ros.worker)
@@ -95,42 +92,59 @@ class TrackerNode(LifecycleNode):
                 params.precision if params.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
             )
             graphs = params.cuda_graphs and device.type == "cuda"
+            if graphs and len(params.cameras) > 1:
+                graphs = False  # captured per session, their static outputs cannot be shared
+                self.get_logger().warning("cuda_graphs: not used with several cameras (graphs are per session)")
             if params.compile:
                 self.get_logger().info("compiling the model (torch.compile): this takes a while")
             # on the inference thread: all PyTorch work of the node stays on one thread
             tracker, loaded, warmup = self._inference.submit(_build_tracker, params, device, precision, graphs).result()
+            worker = TrackerWorker(
+                tracker,
+                self._publish_frame,
+                self._warn_once,
+                self._inference,
+                self._log_detections,
+                params.camera_names,
+            )
         except (CheckpointError, ValueError) as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
         self._params = params
         extras = "".join(f", {name}" for name, on in (("compiled", params.compile), ("CUDA graphs", graphs)) if on)
-        self._device = f"{device} ({precision}{extras})"
-        self._warmup_seconds = warmup
+        device_text = f"{device} ({precision}{extras})"
         if vision is None:
             self.get_logger().info("~/detections is off: the vision_msgs package is not installed")
-        self._outputs = FrameOutputs(self, vision, lambda: self._params, self._warn_once)
-        worker = TrackerWorker(tracker, self._publish_frame, self._warn_once, self._inference, self._log_detections)
         worker.detector_settings = params.detector_settings()
         self._worker = worker
         self._prompts = PromptServices(self, worker, lambda: self._params, vision, self._warn_once, self._service_group)
-        self._camera = CameraInput(self, params, worker.submit_frame, self._warn_once, self._frame_group)
+        for name in params.camera_names:
+            # one mutually exclusive group per camera: the cameras' callbacks run side by side
+            group = MutuallyExclusiveCallbackGroup()
+            inputs = CameraInput(self, params, worker.submit_frame, self._warn_once, group, name)
+            outputs = FrameOutputs(self, vision, lambda: self._params, self._warn_once, name)
+            self._cameras.append(CameraParts(name, inputs, outputs))
+        detector = self._prompts.detector_diagnostics if params.detections_topic else None
+        self._diagnostics = NodeDiagnostics(self, ModelInfo(device_text, params.model_config, warmup), detector)
         mode = "random weights" if not params.checkpoint else params.checkpoint
         self.get_logger().info(
-            f"{params.model_config} ({mode}) loaded on {self._device} at {tracker.model.image_size}px "
+            f"{params.model_config} ({mode}) loaded on {device_text} at {tracker.model.image_size}px "
             f"in {loaded:.1f} s, warm-up {warmup:.1f} s"
         )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        topic = self._camera.start()
+        topics = [c.input.start() for c in self._cameras]
         self._prompts.start()
         self._worker.start()
         self._timer = self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"active: tracking on '{topic}'")
+        names = [f"{c.name} on '{t}'" if c.name else f"'{t}'" for c, t in zip(self._cameras, topics, strict=True)]
+        self.get_logger().info(f"active: tracking on {', '.join(names)}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._camera.stop()
+        for camera in self._cameras:
+            camera.input.stop()
         self._prompts.stop()
         if self._timer is not None:
             self.destroy_timer(self._timer)
@@ -147,9 +161,9 @@ class TrackerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def close(self) -> None:
-        """Stop the inference thread (it finishes its frame) and release the model."""
-        if self._camera is not None:
-            self._camera.stop()
+        """Stop the inference thread (it finishes its round) and release the model."""
+        for camera in self._cameras:
+            camera.input.stop()
         self._release()
         self._inference.shutdown(wait=False)
 
@@ -157,10 +171,11 @@ class TrackerNode(LifecycleNode):
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
-        for part in (self._camera, self._prompts, self._outputs):
+        parts = [p for c in self._cameras for p in (c.input, c.outputs)]
+        for part in (*parts, self._prompts, self._diagnostics):
             if part is not None:
                 part.destroy()
-        self._camera = self._prompts = self._outputs = None
+        self._cameras, self._prompts, self._diagnostics = [], None, None
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, changes: list) -> SetParametersResult:
@@ -174,7 +189,7 @@ class TrackerNode(LifecycleNode):
             options = {k: v for k, v in updates.items() if k in RUNTIME_OPTIONS}
             try:
                 if options:
-                    worker.tracker.update_options(**options)
+                    worker.update_options(**options)
             except ValueError as err:
                 return SetParametersResult(successful=False, reason=str(err))
             self._params = dataclasses.replace(self._params, **updates)
@@ -190,59 +205,21 @@ class TrackerNode(LifecycleNode):
     # ------------------------------------------------------------------ worker callbacks
     def _publish_frame(self, job: FrameJob, result: FrameResult) -> None:
         """Called in the worker's publishing thread for every processed frame, in order."""
-        worker, outputs = self._worker, self._outputs
-        if outputs is not None:
-            labels = {i: worker.label(i) for i in result.objects} if worker is not None else {}
-            outputs.publish(job, result, labels)
+        worker = self._worker
+        camera = next((c for c in self._cameras if c.name == job.camera), None)
+        if camera is not None and worker is not None:
+            session = worker.camera(job.camera)
+            camera.outputs.publish(job, result, {i: session.label(i) for i in result.objects})
 
     def _log_detections(self, report: DetectionReport) -> None:
         prompts = self._prompts
         if prompts is not None:
             prompts.log_detections(report)
 
-    # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
-        worker, outputs = self._worker, self._outputs
-        if worker is None or outputs is None:
-            return
-        s = worker.stats
-        values = {
-            "rate_hz": f"{s.rate_hz:.2f}",
-            "latency_ms": f"{s.last_latency_ms:.1f}",
-            "processing_ms": f"{s.processing_ms:.1f}",
-            "tracking_ms": f"{s.tracking_ms:.1f}",
-            "publishing_ms": f"{s.publishing_ms:.1f}",
-            "frames_received": s.frames_received,
-            "frames_processed": s.frames_processed,
-            "frames_dropped": s.frames_dropped,
-            "frames_skipped": self._camera.frames_skipped,
-            "frames_failed": s.frames_failed,
-            "frames_decoded": s.frames_decoded,
-            "label_images_built": outputs.built.label_images,
-            "overlays_built": outputs.built.overlays,
-            "objects": len(worker.tracker.object_ids),
-            "device": self._device,
-            "model": self._params.model_config,
-            "warmup_s": f"{self._warmup_seconds:.1f}",
-        }
-        if self._params.detections_topic:
-            values.update(self._prompts.detector_diagnostics())
-        level = DiagnosticStatus.OK if s.frames_failed == 0 else DiagnosticStatus.WARN
-        message = "tracking"
-        monitor = self._camera.monitor
-        if monitor is not None:  # depth on
-            values.update(sets_synchronised=monitor.sets, sync_rate_hz=f"{monitor.rate_hz():.2f}")
-            values["point_clouds_built"] = outputs.clouds_built
-            problem = monitor.problem()
-            if problem is not None:
-                level, message = DiagnosticStatus.WARN, problem
-                if not self._sync_warned:  # once per stall
-                    self.get_logger().warning(problem)
-            self._sync_warned = problem is not None
-        header = Header(stamp=self.get_clock().now().to_msg())
-        outputs.publish_diagnostics(
-            diagnostics(header, f"{self.get_name()}: tracking", self._device, level, message, values)
-        )
+        worker, diagnostics = self._worker, self._diagnostics
+        if worker is not None and diagnostics is not None:
+            diagnostics.publish(worker, self._cameras, self._params)
 
 
 def _plain(param: Parameter) -> object:

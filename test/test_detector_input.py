@@ -188,7 +188,7 @@ def test_worker_applies_late_boxes_on_their_frame_and_holds_early_ones(video):
             f"'block' detected: object 1 started on frame 1, tracked forward to frame 3 "
             f"(area {expected.area} px on frame 1)"
         ]
-        assert reports[0].problems == [] and worker.label(1) == "block"
+        assert reports[0].problems == [] and worker.camera().label(1) == "block"
         # a fast detector: boxes for frame 4 before the tracker took it, and for a frame never sent
         worker.add_detections(DetectionBatch(1040, (det(5, 5, 20, 20, "disc"), det(50, 5, 20, 20, "x"))))
         worker.add_detections(DetectionBatch(1035, (det(5, 40, 10, 10),)))
@@ -203,7 +203,7 @@ def test_worker_applies_late_boxes_on_their_frame_and_holds_early_ones(video):
         assert [p.message for p in fast.problems] == [
             "detection of 'x' not applied: object_id: already tracking max_objects=2 objects"
         ]
-        s = worker.detector_stats
+        s = worker.camera().detector_stats
         assert (s.received, s.started, s.refused, s.unbuffered) == (4, 2, 1, 1)
         for t in range(5, 8):  # the worker's masks are those of the tracker driven by hand
             feed(t)
@@ -212,7 +212,7 @@ def test_worker_applies_late_boxes_on_their_frame_and_holds_early_ones(video):
             for i in (1, 2):
                 assert np.array_equal(published[t].objects[i].mask, expected[i].mask), (t, i)
         assert worker.reset().result(10).success
-        assert worker.tracker.object_ids == [] and worker.label(1) == ""
+        assert worker.camera().tracker.object_ids == [] and worker.camera().label(1) == ""
     finally:
         worker.stop()
 
@@ -234,7 +234,7 @@ def test_worker_reacquires_a_lost_object_with_its_id(video):
             time.sleep(0.005)
         out = worker.add_prompt(PromptRequest(obj_id=7, stamp_ns=0, label="cup", box=[40, 30, 70, 55])).result(10)
         assert out.success
-        sighting = worker._sightings.get(7)
+        sighting = worker.camera()._sightings.get(7)
         sighting.hidden_frames, sighting.last_box = 15, (10.0, 10.0, 29.0, 29.0)  # lost there 15 frames ago
         worker.detector_settings = DetectorSettings(reacquire_frames=15)
         # on frame 0 object 7 is still where it was prompted; the detection is where it was lost
@@ -246,7 +246,7 @@ def test_worker_reacquires_a_lost_object_with_its_id(video):
         assert (
             reports[0].done and "'cup' detected again, re-acquired: object 7 refined on frame 0" in (reports[0].done[0])
         )
-        assert worker.tracker.object_ids == [7] and worker.detector_stats.reacquired == 1
-        assert worker._sightings.get(7).hidden_frames == 0
+        assert worker.camera().tracker.object_ids == [7] and worker.camera().detector_stats.reacquired == 1
+        assert worker.camera()._sightings.get(7).hidden_frames == 0
     finally:
         worker.stop()

@@ -263,15 +263,17 @@ def _wait_active(client: RosClient, node: str, run: LaunchRun) -> None:
     assert state.id == State.PRIMARY_STATE_ACTIVE, f"{state.label}\n{run.log()}"
 
 
-def _track(client: RosClient, node: str, image_topic: str) -> None:
-    """Frames in, ~/objects out for each of them, and a box prompt that starts object 1."""
+def _track(client: RosClient, node: str, image_topic: str, camera: str = "") -> None:
+    """Frames in, ~/objects (or ~/<camera>/objects) out for each of them, and a box prompt
+    that starts object 1."""
     from sensor_msgs.msg import RegionOfInterest
 
     from sam2_ros.msg import TrackedObjectArray
     from sam2_ros.srv import AddPrompt
 
-    objects = client.subscribe(f"{node}/objects", TrackedObjectArray)
-    client.wait_publishers(f"{node}/objects")
+    objects_topic = f"{node}/{camera}/objects" if camera else f"{node}/objects"
+    objects = client.subscribe(objects_topic, TrackedObjectArray)
+    client.wait_publishers(objects_topic)
     client.wait_subscribers(image_topic)
     frames = moving_shapes_video(8, H, W, seed=3)[0]
     stamps = iter(range(time.time_ns(), time.time_ns() + 10**12, 100_000_000))
@@ -294,11 +296,11 @@ def _track(client: RosClient, node: str, image_topic: str) -> None:
                 if found:
                     return found[0]
                 time.sleep(0.02)
-            assert time.monotonic() < end, f"no {node}/objects for frame {t} within 60 s"
+            assert time.monotonic() < end, f"no {objects_topic} for frame {t} within 60 s"
 
     first = feed(0, resend_after=1.0)
     assert first.objects == [] and first.header.frame_id == "camera"
-    req = AddPrompt.Request(object_id=1, label="block")
+    req = AddPrompt.Request(object_id=1, label="block", camera=camera)
     req.box = RegionOfInterest(x_offset=98, y_offset=71, width=44, height=28)  # shape 2 on frame 0
     req.stamp = first.header.stamp
     resp = client.call(AddPrompt, f"{node}/add_prompt", req)
@@ -525,6 +527,46 @@ def test_compressed_images_a_detector_and_depth_from_launch_arguments():
     assert values["depth"] is True  # a boolean parameter gets a boolean
     with pytest.raises(RuntimeError, match=r"depth:='yes': expected true or false\. Nothing was started\."):
         _generated_nodes({**args, "depth": "yes"})
+
+
+@needs_launch
+def test_two_cameras_from_launch_arguments(launch_run, client, rviz_standin):
+    """cameras:=[front,wrist] image:=color/image_raw: one node, each camera's image in its
+    namespace (/front/color/image_raw), its outputs under ~/front/; RViz shows front."""
+    env, rviz_saw = rviz_standin
+    args = ["cameras:=[front,wrist]", "image:=color/image_raw", "rviz:=true"]
+    run = launch_run([f"checkpoint:={DEMO_MODEL}", "model_config:=sam2_ros_demo", *args], env)
+    _wait_active(client, "/sam2_tracker", run)
+    for camera in ("front", "wrist"):
+        _track(client, "/sam2_tracker", f"/{camera}/color/image_raw", camera)
+    assert sum("tracker_node" in c for c in run.command_lines()) == 1  # one node, one model
+    client.wait_for(rviz_saw.exists, 30, what="the RViz stand-in's subscriptions")
+    client.wait_for(lambda: "subscribed" in rviz_saw.read_text(), 30, what="the RViz stand-in's subscriptions")
+    saw = [line for line in rviz_saw.read_text().splitlines() if line.startswith("subscribed")]
+    assert saw == ["subscribed /sam2_tracker/front/overlay"], saw
+    run.interrupt(whole_group=True)
+    _finished(run, run.wait(30))
+
+
+@needs_launch
+def test_camera_arguments_are_checked_before_anything_starts():
+    args = {"checkpoint": str(DEMO_MODEL), "cameras": "[front, wrist]", "image": "cam/color", "depth": "true"}
+    context, (tracker,) = _generated_nodes(args)
+    tracker._perform_substitutions(context)
+    rules = dict(tracker.expanded_remapping_rules)
+    assert rules["front/image"] == "front/cam/color"
+    assert rules["wrist/image/compressed"] == "wrist/cam/color/compressed"
+    assert rules["wrist/depth"] == "wrist/camera/depth/image_raw"
+    assert rules["front/camera_info"] == "front/camera/camera_info"
+    assert "image" not in rules
+    for bad, refused in (
+        ({"image": "/cam/color"}, r"image:='/cam/color' is not relative: with cameras:= it names each camera's topic"),
+        ({"cameras": "[front, front]"}, r"cameras:='\[front, front\]': parameter cameras: 'front' appears twice"),
+        ({"cameras": "front,2"}, r"cameras:='front,2': parameter cameras: '2' is not a valid camera name"),
+        ({"cameras": "[front, [wrist]]"}, r"expected a list of names, e.g. \[front,wrist\]"),
+    ):
+        with pytest.raises(RuntimeError, match=refused):
+            _generated_nodes({**args, **bad})
 
 
 def test_rviz_config_needs_no_tf_and_shows_no_label_image():

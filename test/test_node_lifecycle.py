@@ -49,8 +49,23 @@ def _transition(client, transition_id: int) -> bool:
         ({"model_config": "sam2.1_hiera_small"}, "The file is a 'sam2.1_hiera_tiny' checkpoint"),
         ({"device": "cuda:0"}, "no CUDA GPU is available"),
         ({"model_config": "sam3_hiera_huge"}, "unknown model config 'sam3_hiera_huge'"),
+        ({"cameras": "[front, wrist, front]"}, "parameter cameras: 'front' appears twice"),
+        ({"cameras": "[front, 2nd_wrist]"}, "parameter cameras: '2nd_wrist' is not a valid camera name"),
+        (
+            {"cameras": "[front, wrist]", "detections_topic": "/yolo/detections"},
+            "parameter detections_topic: '/yolo/detections' is absolute, but each of the 2 cameras",
+        ),
     ],
-    ids=["no checkpoint", "missing file", "wrong size", "no gpu", "unknown config"],
+    ids=[
+        "no checkpoint",
+        "missing file",
+        "wrong size",
+        "no gpu",
+        "unknown config",
+        "camera twice",
+        "bad camera name",
+        "absolute detector topic",
+    ],
 )
 def test_configure_fails_with_a_clear_message(tmp_path, client, visible_checkpoint, params, message):  # noqa: F811
     import torch
@@ -169,6 +184,7 @@ def test_launch_file_declares_the_documented_arguments():
         "depth",
         "depth_image",
         "camera_info",
+        "cameras",
     }
 
 
@@ -181,4 +197,4 @@ def test_launch_description_builds():
     spec = importlib.util.spec_from_file_location("tracker_launch", ROOT / "launch" / "tracker.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert len(module.generate_launch_description().entities) == 13  # 12 arguments, 1 function
+    assert len(module.generate_launch_description().entities) == 14  # 13 arguments, 1 function

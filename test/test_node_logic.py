@@ -182,7 +182,7 @@ def test_worker_keeps_only_the_newest_frame(video):
     time.sleep(0.1)
     worker.stop()
     assert [job.header for job, _ in published] == ["h9"]
-    assert worker.stats.frames_received == 10 and worker.stats.frames_dropped == 9
+    assert worker.camera().stats.frames_received == 10 and worker.camera().stats.frames_dropped == 9
 
 
 def test_a_replaced_frame_is_never_decoded(video):
@@ -202,7 +202,7 @@ def test_a_replaced_frame_is_never_decoded(video):
     worker.submit_frame(job(10))
     _wait_for(lambda: len(published) == 2)
     worker.stop()
-    assert decoded == [9, 10] and worker.stats.frames_decoded == 2
+    assert decoded == [9, 10] and worker.camera().stats.frames_decoded == 2
     assert published[0][0].image is frames[9]  # the decoded pixels go with the result
 
 
@@ -219,7 +219,7 @@ def test_worker_prompts_by_stamp_between_frames(video):
         assert past.success and past.result.frame_index == 1 and past.header == "h1"
         worker.submit_frame(FrameJob.of_array(frames[4], 1004, "h4", time.monotonic()))
         _wait_for(lambda: len(published) == 5)
-        assert sorted(published[-1][1].objects) == [4, 5] and worker.label(4) == "cup"
+        assert sorted(published[-1][1].objects) == [4, 5] and worker.camera().label(4) == "cup"
         unknown = worker.add_prompt(
             PromptRequest(obj_id=6, stamp_ns=5, points=np.array([[1, 1]]), labels=np.array([1]))
         ).result(10)
@@ -236,7 +236,7 @@ def test_worker_prompts_by_stamp_between_frames(video):
         assert not bad.success and bad.message.startswith("point_labels: got 2 labels for 1 points")
         assert not worker.remove_object(9).result(10).success
         assert worker.remove_object(5).result(10).success
-        assert worker.reset().result(10).success and worker.tracker.object_ids == []
+        assert worker.reset().result(10).success and worker.camera().tracker.object_ids == []
     finally:
         worker.stop()
     assert not worker.add_prompt(PromptRequest(obj_id=1, stamp_ns=0)).result(1).success  # stopped
@@ -277,7 +277,7 @@ def test_worker_survives_a_failing_publisher(video):
     worker.start()
     for t in range(3):
         worker.submit_frame(FrameJob.of_array(frames[t], t + 1, None, time.monotonic()))
-        _wait_for(lambda t=t: worker.stats.frames_processed == t + 1)
+        _wait_for(lambda t=t: worker.camera().stats.frames_processed == t + 1)
     worker.stop()
     assert len(errors) == 3 and "broken publisher" in errors[0]
 
@@ -324,7 +324,7 @@ def test_a_slow_publisher_gets_every_result_in_order(video):
     try:
         for t in range(6):  # each frame waits until the previous one is tracked: none dropped
             worker.submit_frame(FrameJob.of_array(frames[t], t + 1, f"h{t}", time.monotonic()))
-            _wait_for(lambda t=t: worker.stats.frames_processed == t + 1)
+            _wait_for(lambda t=t: worker.camera().stats.frames_processed == t + 1)
         assert len(published) < 6  # the tracker ran ahead of the publisher
     finally:
         worker.stop()  # publishes what is left first
@@ -350,9 +350,10 @@ def test_worker_measures_its_processing_time(video):
             time.sleep(0.3)  # the input pauses
     finally:
         worker.stop()
-    assert 50 <= worker.stats.publishing_ms == worker.stats.processing_ms < 300
-    assert 0 < worker.stats.tracking_ms < worker.stats.publishing_ms  # the unit model tracks in a few ms
-    assert worker.stats.rate_hz < 1e3 / 300  # the output rate includes the pauses
+    stats = worker.camera().stats
+    assert 50 <= stats.publishing_ms == stats.processing_ms < 300
+    assert 0 < stats.tracking_ms < stats.publishing_ms  # the unit model tracks in a few ms
+    assert stats.rate_hz < 1e3 / 300  # the output rate includes the pauses
 
 
 def test_worker_answers_prompts_while_frames_flood(video):
@@ -381,7 +382,7 @@ def test_worker_answers_prompts_while_frames_flood(video):
         stop.set()
         thread.join()
         worker.stop()
-    assert worker.stats.frames_dropped > 0
+    assert worker.camera().stats.frames_dropped > 0
 
 
 # ---------------------------------------------------------------- overlay

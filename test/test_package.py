@@ -104,8 +104,9 @@ def test_colcon_install_space_has_interfaces_and_python_packages():
     assert arr.get_fields_and_field_types()["objects"] == "sequence<sam2_ros/TrackedObject>"
     req = AddPrompt.Request()
     assert req.get_fields_and_field_types()["point_labels"] == "sequence<int8>"
+    assert req.get_fields_and_field_types()["camera"] == "string"
     assert set(AddPrompt.Response.get_fields_and_field_types()) == {"success", "message", "object"}
-    assert RemoveObject.Request.get_fields_and_field_types() == {"object_id": "int32"}
+    assert RemoveObject.Request.get_fields_and_field_types() == {"object_id": "int32", "camera": "string"}
 
 
 def test_every_interface_field_is_commented():
