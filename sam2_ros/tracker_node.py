@@ -268,7 +268,9 @@ def _build_tracker(
         cuda_graphs=graphs,
     )
     loaded = time.monotonic() - start
-    return tracker, loaded, tracker.warmup()  # compilation and lazy initialisation, never on a live frame
+    # compilation (the encoder for 1..N cameras' frames per round) and lazy initialisation,
+    # never on a live frame
+    return tracker, loaded, tracker.warmup(cameras=len(params.camera_names))
 
 
 def main(args: list[str] | None = None) -> None:

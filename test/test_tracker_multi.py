@@ -92,3 +92,40 @@ def test_track_many_refuses_what_does_not_fit(model):
         track_many([a, a.new_session()], [frame, frame[:, :, :2]])
     assert a.frame_index == -1  # nothing was tracked
     assert track_many([], []) == []
+
+
+def test_compiled_sessions_encode_each_round_as_one_compiled_batch(model):
+    """With ``compile``, ``warmup(cameras=3)`` compiles the encoder for 1, 2 and 3 frames per
+    call: rounds of 3 and of 2 sessions run compiled code, compile nothing more, and give
+    each session the results of an eager tracker alone."""
+    import warnings
+
+    import torch._dynamo
+
+    frames = _streams()
+    alone = [SAM2Tracker(model, history_frames=10) for _ in frames]
+    first = SAM2Tracker(model, history_frames=10, max_objects=2, compile=True, compile_backend="aot_eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dynamo's notes on cached helper functions
+        first.warmup(cameras=3)
+        path = first._compiled
+        assert path._encoder_batches == {1, 2, 3}
+        sessions = [first, first.new_session(), first.new_session()]
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        batches, encoder = [], path._encoder
+        path._encoder = lambda images: (batches.append(images.shape[0]), encoder(images))[1]
+        for t in range(6):
+            active = [0, 1, 2] if t % 2 == 0 else [0, 2]  # camera 1 skips odd rounds
+            together = track_many([sessions[c] for c in active], [frames[c][t] for c in active])
+            for cam, got in zip(active, together, strict=True):
+                expected = alone[cam].track(frames[cam][t])
+                assert sorted(got.objects) == sorted(expected.objects), (t, cam)
+                for obj_id, r in expected.objects.items():
+                    torch.testing.assert_close(got.objects[obj_id].logits, r.logits, rtol=1e-4, atol=1e-4)
+                    assert np.array_equal(got.objects[obj_id].mask, r.mask), (t, cam, obj_id)
+                if t == 0:
+                    _prompt(alone[cam], cam)
+                    _prompt(sessions[cam], cam)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # nothing compiled live
+    assert batches == [3, 2, 3, 2, 3, 2]  # one compiled encoder call per round, of its size
+    assert path.fallbacks == 0  # no guard failed: every call ran code compiled at warm-up

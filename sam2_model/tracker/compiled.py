@@ -126,7 +126,7 @@ class CompiledPath:
         self._encoder_eager = _Encoder(model)
         self._encoder = torch.compile(self._encoder_eager, **kwargs)
         self._step = torch.compile(_Step(model, opts.memory_dtype), **kwargs)
-        self._encoder_ready = False
+        self._encoder_batches: set[int] = set()  # frames per call the encoder was compiled for
         self._ready: set[tuple[int, int, int]] = set()  # (bucket, memory tokens, pointer tokens)
         self._log = log or (lambda msg: warnings.warn(msg, stacklevel=3))
         self.calls = 0  # calls of the compiled encoder and step
@@ -152,8 +152,8 @@ class CompiledPath:
         return out
 
     def encode(self, images: Tensor) -> ImageFeatures:
-        """``[1, 3, S, S]`` -> features, compiled once warmed up."""
-        if not self._encoder_ready:
+        """``[B, 3, S, S]`` -> features, compiled for the batch sizes warmed up (eager for others)."""
+        if images.shape[0] not in self._encoder_batches:
             return self.model.encode_image(images)
         images = images.contiguous()  # the layout it was compiled for
         self.calls += 1
@@ -189,18 +189,22 @@ class CompiledPath:
         autocast: Callable[[], object],
         cond_frames: tuple[int, ...] = (1,),
         buckets: tuple[int, ...] | None = None,
+        encoder_batches: tuple[int, ...] = (1,),
     ) -> float:
-        """Compile for the tracker's shapes: the image encoder, and the tracking step for
+        """Compile for the tracker's shapes: the image encoder for ``encoder_batches`` frames
+        per call (several cameras' frames are encoded as one batch), and the tracking step for
         ``buckets`` (default: every bucket up to ``max_objects``) with the steady-state
         memory layouts of ``cond_frames`` prompted frames. Returns the seconds it took."""
         start = time.monotonic()
         model, c = self.model, self.model.config
         dev, s = model.device, model.image_size
         with torch.inference_mode(), autocast():
-            images = torch.randn(1, 3, s, s, device=dev)
-            for _ in range(2):  # the second call runs the compiled code
-                out = self._encoder(images)
-            self._encoder_ready = True
+            for batch in sorted(set(encoder_batches)):
+                images = torch.randn(batch, 3, s, s, device=dev)
+                for _ in range(2):  # the second call runs the compiled code
+                    self._encoder(images)
+                self._encoder_batches.add(batch)
+            out = self._encoder(torch.randn(1, 3, s, s, device=dev))  # [1, ...] features for the step
             feats = ImageFeatures(out[0], out[1], (out[2], out[3]))
             for n_cond in cond_frames:
                 tokens, n_ptr = steady_state_layout(model, self.opts, n_cond)

@@ -44,11 +44,12 @@ def track_many(sessions: Sequence[SAM2Tracker], images: Sequence[np.ndarray]) ->
             stack.enter_context(s._lock)
         stack.enter_context(first._autocast())
         frames = [s._buffer_frame(s._frames_processed, im) for s, im in zip(sessions, images, strict=True)]
-        if first._compiled is not None or len(sessions) == 1:  # compiled for one image: encode one by one
-            feats = [s._encode(f) for s, f in zip(sessions, frames, strict=True)]
+        if len(sessions) == 1:  # the session's own path (its CUDA graphs)
+            feats = [first._encode(frames[0])]
         else:
             size, device = first.model.image_size, first.model.device
             batch = torch.stack([normalize_image(f.model_pixels(size), device) for f in frames])  # [N, 3, S, S]
-            encoded = first.model.encode_image(batch)
+            compiled = first._compiled  # compiled for the batch sizes of warmup(cameras=...), eager for others
+            encoded = compiled.encode(batch) if compiled is not None else first.model.encode_image(batch)
             feats = [encoded.select(i) for i in range(len(frames))]
         return [s._track_encoded(f, e) for s, f, e in zip(sessions, frames, feats, strict=True)]

@@ -142,23 +142,27 @@ class SAM2Tracker:
         return self._warmup_seconds
 
     @torch.inference_mode()
-    def warmup(self, buckets: tuple[int, ...] | None = None) -> float:
+    def warmup(self, buckets: tuple[int, ...] | None = None, cameras: int = 1) -> float:
         """Prepare the tracker before the first live frame: with ``compile``, compile the
-        image encoder and the tracking step for the object ``buckets`` (default: every
-        bucket up to ``max_objects``; this takes minutes on a GPU); with ``cuda_graphs``,
-        capture them (seconds); otherwise run the model once so that lazy initialisation
-        (CUDA context, kernels) does not land on a live frame. The tracker's state is not
-        touched. Returns the seconds it took."""
+        image encoder (for 1..``cameras`` frames per call: the batches of
+        :func:`~sam2_model.tracker.multi.track_many` over this tracker's sessions) and the
+        tracking step for the object ``buckets`` (default: every bucket up to
+        ``max_objects``; this takes minutes on a GPU); with ``cuda_graphs``, capture them
+        (seconds); otherwise run the model once so that lazy initialisation (CUDA context,
+        kernels) does not land on a live frame. The tracker's state is not touched. Returns
+        the seconds it took."""
         start = time.monotonic()
         with self._lock:
             if self._compiled is not None:
-                self._compiled.warmup(self._autocast, buckets=buckets)
+                batches = tuple(range(1, max(cameras, 1) + 1))
+                self._compiled.warmup(self._autocast, buckets=buckets, encoder_batches=batches)
             if self._graphs is not None:
                 with self._autocast():
                     self._graphs.warmup(buckets=buckets)
             elif self._compiled is None:
                 with self._autocast():
                     s, dev = self.model.image_size, self.model.device
+                    self.model.encode_image(torch.randn(max(cameras, 1), 3, s, s, device=dev))  # the largest batch
                     feats = self.model.encode_image(torch.randn(1, 3, s, s, device=dev))
                     tokens, n_ptr = steady_state_layout(self.model, self.options)
                     memory = torch.randn(1, tokens, self.model.config.mem_dim, device=dev)
