@@ -18,7 +18,7 @@ from sam2_model.geometry import Intrinsics, check_depth, decode_depth
 
 from .conversions import image_to_rgb, stamp_to_ns
 from .image_codec import check_compressed, check_image, decode_compressed
-from .jobs import DepthFrame, FrameJob
+from .jobs import DepthFrame, FrameJob, events_per_second
 from .log_once import LogOnce
 from .params import NodeParams
 from .topics import camera_topic, on_camera
@@ -50,8 +50,7 @@ class SyncMonitor:
 
     def rate_hz(self) -> float:
         """Synchronised sets per second over the last 30."""
-        t = self._set_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+        return events_per_second(self._set_times)
 
     def problem(self, now: float | None = None) -> str | None:
         """Why no set has been paired for :data:`SILENCE_S` while colour images arrive; None

@@ -24,6 +24,7 @@ __all__ = [
     "PromptRequest",
     "RoundStats",
     "WorkerStats",
+    "events_per_second",
     "prompt_message",
     "ros_field_names",
 ]
@@ -118,8 +119,7 @@ class WorkerStats:
     def rate_hz(self) -> float:
         """Frames published per second over the last 60: the output rate (at most the input's;
         pauses in the input count)."""
-        t = self.processed_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+        return events_per_second(self.processed_times)
 
     @property
     def tracking_ms(self) -> float:
@@ -156,13 +156,17 @@ class RoundStats:
     @property
     def rate_hz(self) -> float:
         """Rounds per second over the last 60."""
-        t = self.round_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+        return events_per_second(self.round_times)
 
     @property
     def mean_batch(self) -> float:
         """Frames per round (the image encoder's batch size), mean of the last 60."""
         return sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
+
+
+def events_per_second(times: deque) -> float:
+    """The rate of the events at ``times`` (monotonic seconds, oldest first); 0 for fewer than two."""
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else 0.0
 
 
 def _mean_ms(seconds: deque) -> float:

@@ -16,7 +16,6 @@ from std_msgs.msg import Header
 from .camera_input import CameraInput
 from .camera_session import CameraSession
 from .outputs import FrameOutputs
-from .params import NodeParams
 from .worker import TrackerWorker
 
 __all__ = ["CameraParts", "NodeDiagnostics"]
@@ -55,7 +54,7 @@ class NodeDiagnostics:
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", reliable)
 
-    def publish(self, worker: TrackerWorker, cameras: list[CameraParts], params: NodeParams) -> None:
+    def publish(self, worker: TrackerWorker, cameras: list[CameraParts]) -> None:
         name, info = self._node.get_name(), self._info
         overall = {
             "device": info.device,
@@ -65,7 +64,7 @@ class NodeDiagnostics:
             "rounds_hz": f"{worker.rounds.rate_hz:.2f}",
             "encoder_batch": f"{worker.rounds.mean_batch:.2f}",
         }
-        statuses = [self._camera_status(worker.camera(c.name), c, params) for c in cameras]
+        statuses = [self._camera_status(worker.camera(c.name), c) for c in cameras]
         if len(cameras) == 1 and not cameras[0].name:  # one status, as a single-camera node always had
             only = statuses[0]
             only.name = f"{name}: tracking"
@@ -81,7 +80,7 @@ class NodeDiagnostics:
         header = Header(stamp=self._node.get_clock().now().to_msg())
         self._pub.publish(DiagnosticArray(header=header, status=statuses))
 
-    def _camera_status(self, session: CameraSession, camera: CameraParts, params: NodeParams) -> DiagnosticStatus:
+    def _camera_status(self, session: CameraSession, camera: CameraParts) -> DiagnosticStatus:
         s, built = session.stats, camera.outputs.built
         values: dict[str, object] = {
             "rate_hz": f"{s.rate_hz:.2f}",

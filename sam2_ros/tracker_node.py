@@ -219,7 +219,7 @@ class TrackerNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         worker, diagnostics = self._worker, self._diagnostics
         if worker is not None and diagnostics is not None:
-            diagnostics.publish(worker, self._cameras, self._params)
+            diagnostics.publish(worker, self._cameras)
 
 
 def _plain(param: Parameter) -> object:

@@ -220,10 +220,9 @@ class TrackerWorker:
         return fut
 
     def _reset_all(self) -> PromptOutcome:
-        for session in self._sessions.values():
-            session.apply_reset()
-        if len(self._sessions) == 1:
-            return PromptOutcome(True, "tracker reset: no objects, frame count restarted")
+        outcomes = [session.apply_reset() for session in self._sessions.values()]
+        if len(outcomes) == 1:
+            return outcomes[0]
         names = ", ".join(self._sessions)
         return PromptOutcome(True, f"every camera reset ({names}): no objects, frame counts restarted")
 
